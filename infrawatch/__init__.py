@@ -1,0 +1,3 @@
+"""infrawatch: a light asyncio monitoring agent."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,194 @@
+"""The agent's lifecycle: startup, main loop, shutdown.
+
+startup   open the store, restore detectors, open producers/alerter/HTTP (one AsyncExitStack)
+main_loop producers and the pipeline run as tasks until `should_exit` (SIGTERM/SIGINT)
+shutdown  stop producers → drain the queue through the pipeline within the deadline → flush →
+          close everything in reverse order. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from infrawatch.alerting import Alerter, LogAlerter
+from infrawatch.collectors.host import HostProducer
+from infrawatch.config import Settings
+from infrawatch.detect import build_detectors
+from infrawatch.logging import get_logger
+from infrawatch.pipeline import Pipeline
+from infrawatch.producer import Producer
+from infrawatch.queue import BatchQueue
+from infrawatch.schedule import run_producer
+from infrawatch.stats import AgentStats
+from infrawatch.store import Store
+
+log = get_logger("infrawatch.agent")
+
+EXIT_SECOND_SIGNAL = 130  # like a shell's exit on SIGINT: the user insisted
+
+
+def build_producers(settings: Settings) -> list[Producer]:
+    """The producers the configuration enables (cloud SDKs are imported only when enabled)."""
+    producers: list[Producer] = []
+    if settings.host.enabled:
+        producers.append(HostProducer(settings.host))
+    return producers
+
+
+class Agent:
+    """One running infrawatch: owns the queue, the pipeline, the producers and their tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        producers: Sequence[Producer] | None = None,
+        once: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.once = once
+        self.stats = AgentStats()
+        self.should_exit = False
+        self.force_exit = False
+        self.started_at = time.time()
+        self.producers = list(producers) if producers is not None else build_producers(settings)
+        self.queue = BatchQueue(
+            settings.agent.queue_size, settings.agent.queue_full_policy, self.stats
+        )
+        self.store = Store(settings.storage.path)
+        self.alerter: Alerter = LogAlerter()
+        self.pipeline: Pipeline | None = None
+        self._exit_event = asyncio.Event()
+        self._producer_tasks: list[asyncio.Task[None]] = []
+        self._on_started: list[Callable[[], Any]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        """Run until told to stop; return the process exit code."""
+        self.install_signal_handlers()
+        async with AsyncExitStack() as stack:
+            await self.startup(stack)
+            await self.main_loop()
+            await self.shutdown()
+        self.log_stopped()
+        return 0
+
+    async def startup(self, stack: AsyncExitStack) -> None:
+        """Open every resource in dependency order; the stack closes them in reverse."""
+        await stack.enter_async_context(self.store)
+        self.stats.store_open = True
+        detectors = build_detectors(self.settings.analysis)
+        self.alerter = await stack.enter_async_context(LogAlerter())
+        self.pipeline = Pipeline(
+            self.queue,
+            self.store,
+            detectors,
+            self.alerter,
+            self.stats,
+            max_batch_samples=self.settings.agent.max_batch_samples,
+            buffer_max_samples=self.settings.storage.buffer_max_samples,
+        )
+        for producer in self.producers:
+            await stack.enter_async_context(producer)
+            self.stats.producer(producer.name, producer.interval)
+        log.info(
+            "agent.started",
+            pid=os.getpid(),
+            producers=[p.name for p in self.producers],
+            database=str(self.settings.storage.path),
+            once=self.once,
+        )
+
+    async def main_loop(self) -> None:
+        """Run producers and the pipeline until `should_exit` (or one cycle with --once)."""
+        assert self.pipeline is not None
+        pipeline_task = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        self._producer_tasks = [
+            asyncio.create_task(
+                run_producer(p, self.queue, self.stats.producers[p.name], once=self.once),
+                name=f"producer:{p.name}",
+            )
+            for p in self.producers
+        ]
+        if self.once:
+            await asyncio.gather(*self._producer_tasks)
+        else:
+            await self._exit_event.wait()
+        await self._stop_producers()
+        pipeline_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pipeline_task
+
+    async def _stop_producers(self) -> None:
+        for task in self._producer_tasks:
+            task.cancel()
+        # A producer blocked in a worker thread finishes its tick; its samples are still queued.
+        await asyncio.gather(*self._producer_tasks, return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        """Drain what was accepted through the pipeline within the deadline; count the rest."""
+        assert self.pipeline is not None
+        deadline = self.settings.agent.shutdown_deadline
+        try:
+            await asyncio.wait_for(self.pipeline.drain(), timeout=deadline)
+        except TimeoutError:
+            lost = self.pipeline.abandon()
+            log.error("agent.drain_deadline_exceeded", deadline=deadline, dropped_samples=lost)
+
+    def log_stopped(self) -> None:
+        """The final event: what this run collected, stored and dropped."""
+        log.info(
+            "agent.stopped",
+            collected=self.stats.collected,
+            stored=self.stats.stored,
+            dropped=self.stats.dropped,
+            anomalies=self.stats.anomalies,
+            store_errors=self.stats.store_errors,
+            uptime=round(time.time() - self.started_at, 3),
+        )
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT ask for a graceful stop; a second one exits at once."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_exit, sig)
+
+    def handle_exit(self, sig: int) -> None:
+        """Signal handler: first call starts a graceful shutdown, a second forces exit."""
+        if self.should_exit:
+            self.force_exit = True
+            log.warning("agent.forced_exit", signal=signal.Signals(sig).name)
+            sys.stdout.flush()
+            os._exit(EXIT_SECOND_SIGNAL)
+        self.should_exit = True
+        log.info("agent.stopping", signal=signal.Signals(sig).name)
+        self._exit_event.set()
+
+
+def run(settings: Settings, *, once: bool = False) -> int:
+    """Run the agent on uvloop where available; return the exit code."""
+    agent = Agent(settings, once=once)
+    return asyncio_run(agent.serve())
+
+
+def asyncio_run(coro: Any) -> int:
+    """asyncio.run with uvloop's loop factory when uvloop is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        result: int = asyncio.run(coro)
+        return result
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(coro)
+    return result

@@ -1,0 +1,202 @@
+"""Command line: `infrawatch init | check | run | query`. Parses arguments and calls the package.
+
+Heavy modules (asyncio agent, aiohttp, psutil, pydantic) are imported inside the commands, so
+`--help` and `--version` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from infrawatch import __version__
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # not a TOML literal: take it as a plain string
+    return key.strip().split("."), value
+
+
+def _overrides(pairs: Sequence[tuple[list[str], Any]], args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in pairs:
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    if getattr(args, "log_level", None):
+        out.setdefault("logging", {})["level"] = args.log_level
+    if getattr(args, "log_format", None):
+        out.setdefault("logging", {})["format"] = args.log_format
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = _Parser(
+        prog="infrawatch",
+        description="A light monitoring agent: host and CloudWatch metrics, anomaly detection, "
+        "deduplicated alerts.",
+    )
+    parser.add_argument("--version", action="version", version=f"infrawatch {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    p_init = sub.add_parser("init", help="write the example configuration file")
+    p_init.add_argument("--path", type=Path, help="where to write (default: platform config dir)")
+    p_init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            "-c",
+            help="TOML config file (default: $INFRAWATCH_CONFIG or the platform config dir)",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            type=_parse_override,
+            metavar="KEY=VALUE",
+            help="override one setting, e.g. host.interval=1",
+        )
+        p.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
+        p.add_argument("--log-format", choices=["auto", "json", "console"])
+
+    p_check = sub.add_parser("check", help="validate the configuration and show the effective one")
+    config_args(p_check)
+    p_check.add_argument(
+        "--send-test",
+        action="store_true",
+        help="send one test notification to each configured sink",
+    )
+
+    p_run = sub.add_parser("run", help="run the agent")
+    config_args(p_run)
+    p_run.add_argument(
+        "--once",
+        action="store_true",
+        help="run one cycle of every producer through the pipeline, then exit",
+    )
+
+    p_query = sub.add_parser(
+        "query", help="read stored history (series, samples, anomalies, alerts)"
+    )
+    config_args(p_query)
+    p_query.add_argument("what", nargs="?", default="series")
+    return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the example config; refuse to overwrite without --force."""
+    import platformdirs
+
+    from infrawatch.config import APP_NAME, CONFIG_FILENAME, example_config_text
+
+    path: Path = args.path or platformdirs.user_config_path(APP_NAME) / CONFIG_FILENAME
+    if path.is_dir():
+        path = path / CONFIG_FILENAME
+    if path.exists() and not args.force:
+        print(f"infrawatch init: {path} exists; use --force to overwrite", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(example_config_text())
+    except OSError as exc:
+        print(f"infrawatch init: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from infrawatch.config import ConfigError, load
+
+    try:
+        return load(args.config, _overrides(args.overrides, args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration; print each effective value and where it came from."""
+    from infrawatch.config import effective_items
+
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    source = str(loaded.path) if loaded.path else "none (embedded defaults)"
+    print(f"config file: {source}")
+    rows = list(effective_items(loaded))
+    width = max(len(path) for path, _, _ in rows)
+    for path, value, origin in rows:
+        print(f"{path:<{width}}  {_show(value)}  [{origin}]")
+    print("configuration is valid")
+    return EXIT_OK
+
+
+def _show(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the agent (or one cycle with --once)."""
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    settings = loaded.settings
+    from infrawatch import logging as iw_logging
+
+    iw_logging.configure(settings.logging.level, settings.logging.format)
+    from infrawatch.agent import run
+    from infrawatch.store import StoreError
+
+    try:
+        return run(settings, once=args.once)
+    except StoreError as exc:
+        iw_logging.get_logger("infrawatch.cli").error("agent.store_unusable", error=str(exc))
+        return EXIT_USAGE
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Reserved for the history issue."""
+    print("infrawatch query: not available yet", file=sys.stderr)
+    return EXIT_USAGE
+
+
+COMMANDS = {"init": cmd_init, "check": cmd_check, "run": cmd_run, "query": cmd_query}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `infrawatch` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130

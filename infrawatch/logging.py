@@ -1,0 +1,71 @@
+"""structlog set-up: JSON lines on stdout (or a console renderer), stdlib loggers bridged in."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Literal
+
+import structlog
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _rename_logger(_: Any, __: str, event_dict: structlog.typing.EventDict) -> Any:
+    # structlog names it "logger" already for bound loggers; stdlib records carry "logger" too.
+    event_dict.setdefault("logger", "infrawatch")
+    return event_dict
+
+
+def configure(
+    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: Any = None
+) -> None:
+    """Route structlog and stdlib logging to one renderer on `stream` (stdout by default)."""
+    stream = stream if stream is not None else sys.stdout
+    use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        _rename_logger,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS[level])
+    # Third-party loggers speak through the same handler, but only about real problems.
+    for noisy in ("aiohttp.access", "botocore", "aiobotocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(_LEVELS[level], logging.WARNING))
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A structlog logger named `name` (shown as the `logger` field)."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

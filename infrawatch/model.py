@@ -1,0 +1,63 @@
+"""The values that flow through the agent: samples, anomalies and alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+# A label set is a sorted tuple of (key, value) pairs: hashable, immutable and ordered, so the
+# same labels always make the same series key and the same stored JSON.
+Labels = tuple[tuple[str, str], ...]
+SeriesKey = tuple[str, Labels]
+
+Severity = Literal["info", "warning", "critical"]
+AnomalyStatus = Literal["firing", "resolved"]
+
+
+def make_labels(labels: Mapping[str, object] | Iterable[tuple[str, object]] = ()) -> Labels:
+    """Return the canonical (sorted, string-valued) form of a label mapping."""
+    items = labels.items() if isinstance(labels, Mapping) else labels
+    return tuple(sorted((str(k), str(v)) for k, v in items))
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One observation of one series: `ts` is UTC epoch seconds."""
+
+    name: str
+    value: float
+    ts: float
+    labels: Labels = ()
+
+    @property
+    def key(self) -> SeriesKey:
+        """The series this sample belongs to."""
+        return (self.name, self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """A detector's state change for one series and rule: it started firing or it resolved.
+
+    `score` is the detector's calibrated score in [0, 1] (0.5 is its firing point; threshold rules
+    report 1.0 while firing), `evidence` holds the numbers behind the decision (threshold, or
+    mean/std/z, or range bounds) and `summary` is the same thing in words for people.
+    """
+
+    name: str
+    labels: Labels
+    ts: float
+    value: float
+    detector: str
+    rule: str
+    severity: Severity
+    status: AnomalyStatus
+    score: float = 1.0
+    evidence: Mapping[str, float | str] = field(default_factory=dict)
+    summary: str = ""
+
+    @property
+    def key(self) -> SeriesKey:
+        """The series this anomaly is about."""
+        return (self.name, self.labels)

@@ -1,0 +1,183 @@
+"""The consumer: queue → detectors → store → alerter, one batch at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from infrawatch.alerting import Alerter
+from infrawatch.detect.base import Detector
+from infrawatch.logging import get_logger
+from infrawatch.model import Anomaly, Sample
+from infrawatch.producer import Batch
+from infrawatch.queue import BatchQueue
+from infrawatch.stats import AgentStats
+from infrawatch.store import Store
+
+log = get_logger("infrawatch.pipeline")
+
+STORE_RETRY_MAX = 60.0  # seconds between write retries at most while the database is failing
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A write that has not reached the database yet."""
+
+    samples: list[Sample]
+    anomalies: list[Anomaly]
+    per_producer: Counter[str]
+
+
+class Pipeline:
+    """Takes batches off the queue and runs them through detection, storage and alerting.
+
+    Storage failures never stop detection or alerting: unwritten batches wait in a bounded
+    in-memory buffer (oldest dropped and counted when full) and are retried with backoff.
+    """
+
+    def __init__(
+        self,
+        queue: BatchQueue,
+        store: Store,
+        detectors: Sequence[Detector],
+        alerter: Alerter,
+        stats: AgentStats,
+        *,
+        max_batch_samples: int = 10_000,
+        buffer_max_samples: int = 200_000,
+    ) -> None:
+        self._queue = queue
+        self._store = store
+        self._detectors = list(detectors)
+        self._alerter = alerter
+        self._stats = stats
+        self._max_batch_samples = max_batch_samples
+        self._buffer_max_samples = buffer_max_samples
+        self._pending: deque[_Pending] = deque()
+        self._pending_samples = 0
+        self._inflight: asyncio.Task[None] | None = None
+        self._store_failures = 0
+        self._retry_at = 0.0
+
+    @property
+    def pending_samples(self) -> int:
+        """Samples accepted but not yet persisted (buffered after storage errors)."""
+        return self._pending_samples
+
+    def set_detectors(self, detectors: Sequence[Detector]) -> None:
+        """Replace the detector set (config reload); takes effect with the next batch."""
+        self._detectors = list(detectors)
+
+    async def run(self) -> None:
+        """Process batches until cancelled; a batch being processed is finished, not abandoned."""
+        while True:
+            first = await self._queue.get()
+            self._inflight = asyncio.create_task(self.process(self._take(first)))
+            # Shielded: cancelling the loop (shutdown) must not cut a batch in half.
+            await asyncio.shield(self._inflight)
+            self._inflight = None
+
+    async def drain(self) -> None:
+        """Finish the batch in flight, then everything queued, then retry buffered writes."""
+        if self._inflight is not None:
+            await self._inflight
+            self._inflight = None
+        while (batch := self._queue.get_nowait()) is not None:
+            await self.process(self._take(batch))
+        if self._pending:
+            self._retry_at = 0.0
+            await self._flush_pending()
+
+    def abandon(self) -> int:
+        """Count everything not persisted as dropped (shutdown deadline passed); return how many."""
+        lost = self._pending_samples
+        self._stats.store_dropped += lost
+        self._pending.clear()
+        self._pending_samples = 0
+        while (batch := self._queue.get_nowait()) is not None:
+            lost += len(batch.samples)
+            producer = self._stats.producers.get(batch.producer)
+            if producer is not None:
+                producer.dropped += len(batch.samples)
+        return lost
+
+    def _take(self, first: Batch) -> list[Batch]:
+        """`first` plus whatever else is queued, up to max_batch_samples, as one write."""
+        batches = [first]
+        size = len(first.samples)
+        while size < self._max_batch_samples:
+            more = self._queue.get_nowait()
+            if more is None:
+                break
+            batches.append(more)
+            size += len(more.samples)
+        return batches
+
+    async def process(self, batches: list[Batch]) -> None:
+        """Detect, persist and alert on `batches` (one transaction)."""
+        started = time.perf_counter()
+        samples = [s for b in batches for s in b.samples]
+        anomalies: list[Anomaly] = []
+        for sample in samples:
+            for detector in self._detectors:
+                found = detector.observe(sample)
+                if found:
+                    anomalies.extend(found)
+        per_producer = Counter({b.producer: len(b.samples) for b in batches})
+        self._buffer(_Pending(samples, anomalies, per_producer))
+        await self._flush_pending()
+        if anomalies:
+            self._stats.anomalies += len(anomalies)
+            await self._alerter.observe(anomalies)
+        self._stats.batches += 1
+        self._stats.batch_latency.observe(time.perf_counter() - started)
+
+    def _buffer(self, pending: _Pending) -> None:
+        self._pending.append(pending)
+        self._pending_samples += len(pending.samples)
+        while self._pending_samples > self._buffer_max_samples and len(self._pending) > 1:
+            oldest = self._pending.popleft()
+            self._pending_samples -= len(oldest.samples)
+            self._stats.store_dropped += len(oldest.samples)
+            log.error(
+                "store.buffer_full_dropped",
+                samples=len(oldest.samples),
+                buffer_max_samples=self._buffer_max_samples,
+            )
+
+    async def _flush_pending(self) -> None:
+        if time.monotonic() < self._retry_at:
+            return
+        while self._pending:
+            head = self._pending[0]
+            try:
+                await self._store.write(head.samples, head.anomalies)
+            except Exception as exc:
+                self._on_store_error(exc)
+                return
+            self._pending.popleft()
+            self._pending_samples -= len(head.samples)
+            for producer, count in head.per_producer.items():
+                self._stats.producer(producer, 0.0).stored += count
+            self._stats.first_batch_stored = True
+            if self._store_failures:
+                log.info("store.recovered", after_failures=self._store_failures)
+                self._store_failures = 0
+
+    def _on_store_error(self, exc: Exception) -> None:
+        self._stats.store_errors += 1
+        self._store_failures += 1
+        delay = min(STORE_RETRY_MAX, 0.5 * 2 ** (self._store_failures - 1))
+        self._retry_at = time.monotonic() + delay
+        # Logged when the failure streak length is a power of two: once per backoff doubling.
+        if self._store_failures & (self._store_failures - 1) == 0:
+            log.error(
+                "store.write_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                consecutive_failures=self._store_failures,
+                retry_in=delay,
+                buffered_samples=self._pending_samples,
+            )

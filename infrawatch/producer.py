@@ -1,0 +1,60 @@
+"""Producers: anything that yields batches of samples on its own schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from infrawatch.model import Sample
+
+
+@runtime_checkable
+class Producer(Protocol):
+    """A source of samples. `collect` is called once per tick; the agent owns the schedule.
+
+    Producers are async context managers so each owns its resources (a client session, a
+    thread-pool handle) for exactly the agent's lifetime.
+    """
+
+    name: str
+    interval: float  # seconds between ticks
+
+    async def collect(self) -> list[Sample]:
+        """Take one reading; raise on failure (the scheduler logs, counts and backs off)."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class BaseProducer:
+    """A producer with nothing to open or close."""
+
+    name: str
+    interval: float
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The samples one producer tick produced."""
+
+    producer: str
+    samples: list[Sample]

@@ -1,0 +1,84 @@
+"""Drift-free producer schedules with backoff after repeated failures."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from infrawatch.logging import get_logger
+from infrawatch.producer import Batch, Producer
+from infrawatch.queue import BatchQueue
+from infrawatch.stats import ProducerStats
+
+log = get_logger("infrawatch.schedule")
+
+MAX_BACKOFF = 300.0  # seconds; a broken producer is still retried every five minutes at least
+
+
+def backoff_ticks(consecutive_failures: int, interval: float) -> int:
+    """How many ticks to skip after `consecutive_failures` failures in a row (0 = none)."""
+    if consecutive_failures <= 1:
+        return 0
+    # Double the wait per failure; cap it so even a slow producer retries within MAX_BACKOFF.
+    cap = max(0, math.floor(MAX_BACKOFF / interval) - 1)
+    skip: int = 2 ** (consecutive_failures - 1) - 1
+    return min(skip, cap)
+
+
+async def tick(producer: Producer, queue: BatchQueue, stats: ProducerStats) -> bool:
+    """Run one collection and enqueue its samples; return False if it failed."""
+    try:
+        samples = await producer.collect()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        stats.errors += 1
+        stats.consecutive_failures += 1
+        # One line per failure streak length doubling keeps a dead source from flooding the log.
+        if stats.consecutive_failures & (stats.consecutive_failures - 1) == 0:
+            log.error(
+                "producer.failed",
+                producer=producer.name,
+                error=f"{type(exc).__name__}: {exc}",
+                consecutive_failures=stats.consecutive_failures,
+            )
+        return False
+    finally:
+        stats.ticks += 1
+        stats.last_tick_done = time.monotonic()
+    if stats.consecutive_failures:
+        log.info("producer.recovered", producer=producer.name, after=stats.consecutive_failures)
+    stats.consecutive_failures = 0
+    stats.last_success = time.time()
+    stats.collected += len(samples)
+    if samples:
+        queue.put(Batch(producer.name, samples))
+    return True
+
+
+async def run_producer(
+    producer: Producer, queue: BatchQueue, stats: ProducerStats, *, once: bool = False
+) -> None:
+    """Call `producer` every `interval` seconds on a fixed grid until cancelled.
+
+    Ticks are anchored to the start time, so a slow tick delays only itself: the next one starts
+    on the grid, and ticks that a slow collection overran are skipped and counted, not queued up.
+    """
+    loop = asyncio.get_running_loop()
+    interval = producer.interval
+    start = loop.time()
+    n = 0
+    while True:
+        await tick(producer, queue, stats)
+        if once:
+            return
+        n += 1 + backoff_ticks(stats.consecutive_failures, interval)
+        now = loop.time()
+        due = start + n * interval
+        if due < now:
+            behind = math.ceil((now - due) / interval)
+            stats.missed_ticks += behind
+            n += behind
+            due = start + n * interval
+        await asyncio.sleep(due - now)

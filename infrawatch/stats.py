@@ -1,0 +1,77 @@
+"""Self-metrics: plain counters the agent keeps about itself, read by /metrics and the final log."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+# Seconds; batch processing is normally milliseconds, a slow disk can make it seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(slots=True)
+class Histogram:
+    """A fixed-bucket histogram (cumulative counts are computed when read)."""
+
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        """Record one observation (seconds)."""
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+@dataclass(slots=True)
+class ProducerStats:
+    """What one producer did since start."""
+
+    interval: float
+    collected: int = 0
+    dropped: int = 0
+    stored: int = 0
+    errors: int = 0
+    ticks: int = 0
+    missed_ticks: int = 0
+    consecutive_failures: int = 0
+    last_success: float | None = None  # wall clock, epoch seconds
+    last_tick_done: float | None = None  # monotonic seconds
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """Counters for the whole agent."""
+
+    producers: dict[str, ProducerStats] = field(default_factory=dict)
+    batches: int = 0
+    anomalies: int = 0
+    store_errors: int = 0
+    store_dropped: int = 0
+    batch_latency: Histogram = field(default_factory=Histogram)
+    first_batch_stored: bool = False
+    store_open: bool = False
+
+    def producer(self, name: str, interval: float) -> ProducerStats:
+        """The stats of producer `name`, created on first use."""
+        stats = self.producers.get(name)
+        if stats is None:
+            stats = self.producers[name] = ProducerStats(interval=interval)
+        return stats
+
+    @property
+    def collected(self) -> int:
+        """Samples produced by every producer."""
+        return sum(p.collected for p in self.producers.values())
+
+    @property
+    def dropped(self) -> int:
+        """Samples dropped anywhere: full queue or full storage buffer."""
+        return sum(p.dropped for p in self.producers.values()) + self.store_dropped
+
+    @property
+    def stored(self) -> int:
+        """Samples persisted."""
+        return sum(p.stored for p in self.producers.values())

@@ -1,0 +1,231 @@
+"""SQLite storage (aiosqlite): schema and migrations, and the batched write path.
+
+One `Store` owns one connection for the agent's lifetime. Every batch is written in one
+transaction with `executemany`; a sample is keyed by (series, ts) and re-writing the same key
+updates it in place, so re-reading a look-back window never stores duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+
+from infrawatch.model import Anomaly, Labels, Sample, SeriesKey
+
+# Each entry upgrades the schema from version i to i + 1; the database's `PRAGMA user_version`
+# says how many have run. Append only: never edit a migration that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE series (
+        id     INTEGER PRIMARY KEY,
+        name   TEXT NOT NULL,
+        labels TEXT NOT NULL,              -- JSON object, keys sorted
+        UNIQUE (name, labels)
+    );
+    CREATE TABLE samples (
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        ts        REAL NOT NULL,           -- UTC epoch seconds
+        value     REAL NOT NULL,
+        PRIMARY KEY (series_id, ts)
+    ) WITHOUT ROWID;
+    CREATE INDEX samples_ts ON samples (ts);
+    CREATE TABLE anomalies (
+        id        INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        ts        REAL NOT NULL,
+        detector  TEXT NOT NULL,
+        rule      TEXT NOT NULL,
+        severity  TEXT NOT NULL,
+        status    TEXT NOT NULL,           -- firing | resolved
+        value     REAL NOT NULL,
+        score     REAL NOT NULL,
+        evidence  TEXT NOT NULL,           -- JSON object
+        summary   TEXT NOT NULL
+    );
+    CREATE INDEX anomalies_ts ON anomalies (ts);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_UPSERT_SAMPLE = (
+    "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
+)
+_INSERT_ANOMALY = (
+    "INSERT INTO anomalies (series_id, ts, detector, rule, severity, status, value, score,"
+    " evidence, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LOOKUP_CHUNK = 400  # (name, labels) pairs per lookup: 800 parameters, well under SQLite's limit
+
+
+class StoreError(Exception):
+    """The database can't be used (missing, not SQLite, or written by a newer infrawatch)."""
+
+
+def labels_json(labels: Labels) -> str:
+    """The stored form of a label set: a compact JSON object with sorted keys."""
+    return json.dumps(dict(labels), separators=(",", ":"), ensure_ascii=False)
+
+
+def labels_from_json(text: str) -> Labels:
+    """Inverse of `labels_json`."""
+    return tuple(sorted(json.loads(text).items()))
+
+
+def prepare_path(path: Path) -> None:
+    """Create the database's directory (0700) and file (0600) so no other user can read them."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+async def migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Bring the schema up to SCHEMA_VERSION; refuse a database from a newer version."""
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: database schema version {version} is newer than this infrawatch supports "
+            f"({SCHEMA_VERSION}); upgrade infrawatch or point storage.path elsewhere"
+        )
+    for target in range(version, SCHEMA_VERSION):
+        # executescript commits first; the version bump is in the same script, so a migration
+        # either lands whole with its version or (on a crash) leaves the old version to redo it.
+        await db.executescript(
+            f"BEGIN; {MIGRATIONS[target]}; PRAGMA user_version = {target + 1}; COMMIT;"
+        )
+
+
+class Store:
+    """The agent's database connection and its write path."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._db: aiosqlite.Connection | None = None
+        self._series_ids: dict[SeriesKey, int] = {}
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection (raises if the store is closed)."""
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        """Open (creating if needed), tune and migrate the database."""
+        prepare_path(self.path)
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            async with db.execute("PRAGMA journal_mode = WAL") as cur:
+                await cur.fetchone()
+            # WAL + NORMAL: a crash of the process never corrupts or loses committed batches;
+            # only a power loss can drop the last few, which the next sample replaces anyway.
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await migrate(db, self.path)
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def series_ids(self, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
+        """Ids for `keys`, inserting the series not seen before (call inside a transaction)."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self._series_ids]
+        if missing:
+            rows = [(name, labels_json(labels)) for name, labels in missing]
+            await self.db.executemany(
+                "INSERT INTO series (name, labels) VALUES (?, ?) ON CONFLICT DO NOTHING", rows
+            )
+            by_text = {(name, labels_json(labels)): (name, labels) for name, labels in missing}
+            for start in range(0, len(rows), _LOOKUP_CHUNK):
+                chunk = rows[start : start + _LOOKUP_CHUNK]
+                placeholders = ",".join("(?, ?)" for _ in chunk)
+                params = [p for pair in chunk for p in pair]
+                sql = (
+                    "SELECT id, name, labels FROM series"  # noqa: S608 - only "?" are interpolated
+                    f" WHERE (name, labels) IN (VALUES {placeholders})"
+                )
+                async with self.db.execute(sql, params) as cur:
+                    async for series_id, name, labels in cur:
+                        self._series_ids[by_text[(name, labels)]] = series_id
+        return self._series_ids
+
+    async def write(self, samples: Sequence[Sample], anomalies: Sequence[Anomaly] = ()) -> None:
+        """Persist one batch of samples and anomalies in a single transaction."""
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = await self.series_ids([s.key for s in samples] + [a.key for a in anomalies])
+            await db.executemany(_UPSERT_SAMPLE, [(ids[s.key], s.ts, s.value) for s in samples])
+            if anomalies:
+                await db.executemany(
+                    _INSERT_ANOMALY, [_anomaly_row(ids[a.key], a) for a in anomalies]
+                )
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            # A rolled-back insert may have cached ids of series rows that no longer exist.
+            self._series_ids.clear()
+            raise
+
+    async def history(self, key: SeriesKey, since: float) -> list[tuple[float, float]]:
+        """(ts, value) of one series from `since` (epoch seconds) on, oldest first."""
+        name, labels = key
+        sql = (
+            "SELECT ts, value FROM samples JOIN series ON series.id = samples.series_id "
+            "WHERE series.name = ? AND series.labels = ? AND ts >= ? ORDER BY ts"
+        )
+        async with self.db.execute(sql, (name, labels_json(labels), since)) as cur:
+            return [(float(ts), float(v)) for ts, v in await cur.fetchall()]
+
+    async def count_samples(self) -> int:
+        """Rows in the samples table."""
+        async with self.db.execute("SELECT count(*) FROM samples") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+def _anomaly_row(series_id: int, a: Anomaly) -> tuple[Any, ...]:
+    evidence = json.dumps(dict(a.evidence), separators=(",", ":"), default=str)
+    return (
+        series_id, a.ts, a.detector, a.rule, a.severity, a.status, a.value, a.score,
+        evidence, a.summary,
+    )  # fmt: skip
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # No transaction open (BEGIN itself failed) means there is nothing to undo.
+    with contextlib.suppress(sqlite3.Error):
+        await db.execute("ROLLBACK")
