@@ -133,7 +133,16 @@ class Pipeline:
             self._stats.anomalies += len(anomalies)
             await self._alerter.observe(anomalies)
         self._stats.batches += 1
-        self._stats.batch_latency.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._stats.batch_latency.observe(elapsed)
+        log.debug(
+            "pipeline.batch_done",
+            samples=len(samples),
+            anomalies=len(anomalies),
+            producers=sorted(per_producer),
+            buffered=self._pending_samples,
+            seconds=round(elapsed, 6),
+        )
 
     def _buffer(self, pending: _Pending) -> None:
         self._pending.append(pending)

@@ -51,6 +51,19 @@ MIGRATIONS: list[str] = [
         summary   TEXT NOT NULL
     );
     CREATE INDEX anomalies_ts ON anomalies (ts);
+    CREATE TABLE alerts (
+        fingerprint      TEXT PRIMARY KEY,   -- stable hash of the sorted labels
+        alertname        TEXT NOT NULL,
+        state            TEXT NOT NULL,      -- firing | resolved
+        severity         TEXT NOT NULL,
+        labels           TEXT NOT NULL,      -- JSON object
+        annotations      TEXT NOT NULL,      -- JSON object
+        starts_at        REAL NOT NULL,      -- epoch seconds
+        ends_at          REAL,               -- set when resolved
+        last_notified_at REAL,
+        updated_at       REAL NOT NULL
+    );
+    CREATE INDEX alerts_state ON alerts (state);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

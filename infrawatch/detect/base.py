@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from infrawatch.model import Anomaly, Sample
+from infrawatch.model import Anomaly, Sample, SeriesKey
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesState:
+    """A detector's current view of one series, for /metrics.
+
+    `score` is calibrated to [0, 1] with 0.5 at the detector's firing point (threshold rules: 1.0
+    while the condition holds, else 0.0); `value` is the detector's own statistic (z for
+    Z-score, exceedance for novelty) or None.
+    """
+
+    score: float
+    anomalous: bool
+    value: float | None = None
 
 
 @runtime_checkable
@@ -19,4 +35,12 @@ class Detector(Protocol):
 
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Feed one sample; return the state changes it causes (usually none)."""
+        ...
+
+    def states(self) -> Mapping[SeriesKey, SeriesState]:
+        """The latest state of every series this detector tracks."""
+        ...
+
+    def forget(self, key: SeriesKey) -> None:
+        """Drop the state of a series that has gone away."""
         ...

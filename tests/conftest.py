@@ -1,0 +1,17 @@
+"""Shared fixtures. Feature-specific fixtures live beside their tests (tests/support_*.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _clean_infrawatch_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees INFRAWATCH_* settings from the shell that runs the suite."""
+    for key in list(os.environ):
+        if key.startswith("INFRAWATCH_"):
+            monkeypatch.delenv(key)
+    yield
