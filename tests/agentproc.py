@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -75,22 +76,23 @@ class AgentProcess:
         return self
 
     async def _read_stdout(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         async for line in self.proc.stdout:
             text = line.decode()
             async with self._changed:
                 self.raw_lines.append(text)
-                try:
+                # A non-JSON line stays in raw_lines for the tests that check every line.
+                with contextlib.suppress(json.JSONDecodeError):
                     self.events.append(json.loads(text))
-                except json.JSONDecodeError:
-                    pass  # kept in raw_lines; tests that need every line to be JSON check those
                 self._changed.notify_all()
         async with self._changed:
             self._stdout_done = True
             self._changed.notify_all()
 
     async def _read_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
+        assert self.proc is not None
+        assert self.proc.stderr is not None
         data = await self.proc.stderr.read()
         self.stderr = data.decode(errors="replace")
 
@@ -101,7 +103,9 @@ class AgentProcess:
 
         def found() -> Event | None:
             hits = [
-                e for e in self.events if e.get("event") == event and (predicate is None or predicate(e))
+                e
+                for e in self.events
+                if e.get("event") == event and (predicate is None or predicate(e))
             ]
             return hits[count - 1] if len(hits) >= count else None
 

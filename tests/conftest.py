@@ -14,4 +14,4 @@ def _clean_infrawatch_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in list(os.environ):
         if key.startswith("INFRAWATCH_"):
             monkeypatch.delenv(key)
-    yield
+    return
