@@ -8,17 +8,22 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint format typecheck bench clean test-deps
 
+# pip's output goes to a log that is shown only when the install fails.
+PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+QUIET = > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install -q -c constraints.txt -e .
-	touch $@
+	@echo "installing infrawatch into $(VENV)"
+	@$(PIP_INSTALL) -e . $(QUIET)
+	@touch $@
 
 $(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	touch $@ $(STAMP)
+	@echo "installing infrawatch and its dev dependencies into $(VENV)"
+	@$(PIP_INSTALL) -e '.[dev]' $(QUIET)
+	@touch $@ $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python -m infrawatch run
@@ -42,9 +47,14 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(DEV_STAMP) test-deps
-	$(BIN)/python bench/overhead.py
+# Glances is only a point of comparison, so it lives in its own venv.
+.venv-glances/bin/glances:
+	$(PYTHON) -m venv .venv-glances
+	@.venv-glances/bin/python -m pip install --disable-pip-version-check -q glances > /dev/null
+
+bench: $(DEV_STAMP) test-deps .venv-glances/bin/glances
+	$(BIN)/python bench/overhead.py --glances .venv-glances/bin/glances
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-glances build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -70,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement time per run")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds skipped after start")
+    parser.add_argument("--glances", help="path of a glances executable to compare with")
     args = parser.parse_args()
 
     print(
@@ -92,8 +93,8 @@ def main() -> None:
                 f"infrawatch host-only, interval {interval:>2} s: CPU {cpu:.2f} % of one core, "
                 f"peak RSS {rss:.1f} MB ({args.seconds:.0f} s)"
             )
-    glances = shutil.which("glances") or str(Path(sys.executable).with_name("glances"))
-    if Path(glances).exists():
+    glances = args.glances or shutil.which("glances")
+    if glances and Path(glances).exists():
         cmd = [glances, "--stdout", "cpu.total,mem.percent", "-t", "1"]
         cpu, rss = measure(cmd, args.seconds, args.warmup, dict(os.environ))
         print(
