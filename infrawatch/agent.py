@@ -14,18 +14,25 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 from infrawatch.alerting import Alerter, LogAlerter
+from infrawatch.alerting.service import AlertService, detector_probe
 from infrawatch.collectors.host import HostProducer
 from infrawatch.config import Settings
 from infrawatch.detect import build_detectors
+from infrawatch.detect.restore import restore_detectors
+from infrawatch.http import HttpServer
+from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
 from infrawatch.pipeline import Pipeline
 from infrawatch.producer import Producer
 from infrawatch.queue import BatchQueue
+from infrawatch.reload import Reloader
+from infrawatch.retention import Maintenance
 from infrawatch.schedule import run_producer
 from infrawatch.stats import AgentStats
 from infrawatch.store import Store
@@ -40,6 +47,11 @@ def build_producers(settings: Settings) -> list[Producer]:
     producers: list[Producer] = []
     if settings.host.enabled:
         producers.append(HostProducer(settings.host))
+    if settings.cloud.aws.enabled:
+        # Imports aiobotocore/botocore: only an agent with the cloud producer pays for them.
+        from infrawatch.collectors.cloudwatch import CloudWatchProducer
+
+        producers.append(CloudWatchProducer(settings.cloud.aws))
     return producers
 
 
@@ -52,8 +64,13 @@ class Agent:
         *,
         producers: Sequence[Producer] | None = None,
         once: bool = False,
+        config_path: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        # SIGHUP re-reads the configuration the way it was loaded at start.
+        self.config_path = config_path
+        self.overrides = dict(overrides or {})
         self.once = once
         self.stats = AgentStats()
         self.should_exit = False
@@ -66,6 +83,10 @@ class Agent:
         self.store = Store(settings.storage.path)
         self.alerter: Alerter = LogAlerter()
         self.pipeline: Pipeline | None = None
+        self.latest = LatestValues(self.stats, on_expire=self._forget_series)
+        self.http: HttpServer | None = None
+        self.reloader = Reloader(self)
+        self.producer_wakeups = {p.name: asyncio.Event() for p in self.producers}
         self._exit_event = asyncio.Event()
         self._producer_tasks: list[asyncio.Task[None]] = []
         self._on_started: list[Callable[[], Any]] = []
@@ -87,7 +108,18 @@ class Agent:
         await stack.enter_async_context(self.store)
         self.stats.store_open = True
         detectors = build_detectors(self.settings.analysis)
-        self.alerter = await stack.enter_async_context(LogAlerter())
+        await restore_detectors(self.store, detectors, max_history=self.settings.storage.retention)
+        # The alerter owns its ClientSession and sink workers; the stack closes it before the
+        # store, after its last delivery attempt within the shutdown deadline.
+        self.alerter = await stack.enter_async_context(
+            AlertService(
+                self.settings.alerting,
+                self.store,
+                stats=self.stats,
+                shutdown_deadline=self.settings.agent.shutdown_deadline,
+                still_anomalous=detector_probe(detectors),
+            )
+        )
         self.pipeline = Pipeline(
             self.queue,
             self.store,
@@ -96,10 +128,14 @@ class Agent:
             self.stats,
             max_batch_samples=self.settings.agent.max_batch_samples,
             buffer_max_samples=self.settings.storage.buffer_max_samples,
+            latest=self.latest,
         )
         for producer in self.producers:
             await stack.enter_async_context(producer)
             self.stats.producer(producer.name, producer.interval)
+        stack.push_async_callback(self.reloader.aclose)
+        if self.settings.http.enabled:
+            self.http = await stack.enter_async_context(HttpServer(self, self.settings.http))
         log.info(
             "agent.started",
             pid=os.getpid(),
@@ -112,9 +148,23 @@ class Agent:
         """Run producers and the pipeline until `should_exit` (or one cycle with --once)."""
         assert self.pipeline is not None
         pipeline_task = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        # Rollups and retention in small transactions beside the pipeline (not for --once).
+        maintenance_task = (
+            None
+            if self.once
+            else asyncio.create_task(
+                Maintenance(self.store, self.settings.storage).run(), name="maintenance"
+            )
+        )
         self._producer_tasks = [
             asyncio.create_task(
-                run_producer(p, self.queue, self.stats.producers[p.name], once=self.once),
+                run_producer(
+                    p,
+                    self.queue,
+                    self.stats.producers[p.name],
+                    once=self.once,
+                    wake=self.producer_wakeups.get(p.name),
+                ),
                 name=f"producer:{p.name}",
             )
             for p in self.producers
@@ -124,6 +174,11 @@ class Agent:
         else:
             await self._exit_event.wait()
         await self._stop_producers()
+        if maintenance_task is not None:
+            # Stopped first: the drain that follows must not wait behind a maintenance chunk.
+            maintenance_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance_task
         pipeline_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pipeline_task
@@ -163,6 +218,20 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.handle_exit, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.request)
+
+    def set_producer_interval(self, name: str, seconds: float) -> None:
+        """Change a producer's interval live; its scheduler picks it up at once (reload)."""
+        for producer in self.producers:
+            if producer.name == name and producer.interval != seconds:
+                producer.interval = seconds
+                self.producer_wakeups.setdefault(name, asyncio.Event()).set()
+
+    def _forget_series(self, key: tuple[str, Any]) -> None:
+        # A series that stopped reporting (process exited, instance gone) leaves the detectors too.
+        if self.pipeline is not None:
+            for detector in self.pipeline.detectors:
+                detector.forget(key)
 
     def handle_exit(self, sig: int) -> None:
         """Signal handler: first call starts a graceful shutdown, a second forces exit."""
@@ -176,9 +245,15 @@ class Agent:
         self._exit_event.set()
 
 
-def run(settings: Settings, *, once: bool = False) -> int:
+def run(
+    settings: Settings,
+    *,
+    once: bool = False,
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> int:
     """Run the agent on uvloop where available; return the exit code."""
-    agent = Agent(settings, once=once)
+    agent = Agent(settings, once=once, config_path=config_path, overrides=overrides)
     return asyncio_run(agent.serve())
 
 

@@ -7,9 +7,10 @@ Heavy modules (asyncio agent, aiohttp, psutil, pydantic) are imported inside the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -102,11 +103,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p_query = sub.add_parser(
-        "query", help="read stored history (series, samples, anomalies, alerts)"
+        "query",
+        help="read stored history (series, samples, anomalies, alerts)",
+        description="Read the database the agent writes (read-only; works while it runs). "
+        "Times are durations before now (30m, 7d) or RFC 3339 (2026-01-02T15:04:05Z).",
     )
-    config_args(p_query)
-    p_query.add_argument("what", nargs="?", default="series")
+    _query_args(p_query, config_args)
     return parser
+
+
+def _query_args(
+    p_query: argparse.ArgumentParser, config_args: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """`query series|samples|anomalies|alerts` and their options."""
+    what = p_query.add_subparsers(dest="what", required=True, metavar="WHAT", parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        config_args(p)
+        p.add_argument(
+            "--db", type=Path, help="database file (default: storage.path of the configuration)"
+        )
+        p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    def label_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--label", action="append", metavar="KEY=VALUE", help="only series with this label"
+        )
+
+    def range_args(p: argparse.ArgumentParser, since: str) -> None:
+        p.add_argument("--since", default=since, help=f"start of the range (default {since})")
+        p.add_argument("--until", help="end of the range (default now)")
+
+    p = what.add_parser("series", help="stored series with sample counts and first/last times")
+    common(p)
+    p.add_argument("--match", metavar="GLOB", help="metric name glob, e.g. 'system.cpu.*'")
+    label_arg(p)
+
+    p = what.add_parser("samples", help="values of one metric over time")
+    common(p)
+    p.add_argument("metric", help="metric name, e.g. system.cpu.utilization")
+    label_arg(p)
+    range_args(p, "1h")
+    p.add_argument("--step", help="aggregate into buckets this wide (30s, 5m, 1h)")
+    p.add_argument(
+        "--agg",
+        choices=["avg", "min", "max", "last", "count", "p95"],
+        help="aggregation per step (default avg)",
+    )
+
+    p = what.add_parser("anomalies", help="anomaly state changes the detectors recorded")
+    common(p)
+    range_args(p, "24h")
+
+    p = what.add_parser("alerts", help="alerts and their state")
+    common(p)
+    p.add_argument("--state", choices=["firing", "resolved"])
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -156,6 +207,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     for path, value, origin in rows:
         print(f"{path:<{width}}  {_show(value)}  [{origin}]")
     print("configuration is valid")
+    from infrawatch.alerting.check import report as alerting_report
+
+    if not alerting_report(loaded.settings.alerting, send_test=args.send_test):
+        return 1  # a sink did not accept the test notification
+    if loaded.settings.cloud.aws.enabled:
+        # Imports aiobotocore only when the cloud producer is on; exit 2 if AWS is unusable.
+        from infrawatch.collectors.aws_check import print_report
+
+        if not print_report(loaded.settings.cloud.aws):
+            return EXIT_USAGE
     return EXIT_OK
 
 
@@ -178,16 +239,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     from infrawatch.store import StoreError
 
     try:
-        return run(settings, once=args.once)
+        return run(settings, once=args.once, config_path=loaded.path, overrides=loaded.overrides)
     except StoreError as exc:
         iw_logging.get_logger("infrawatch.cli").error("agent.store_unusable", error=str(exc))
         return EXIT_USAGE
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """Reserved for the history issue."""
-    print("infrawatch query: not available yet", file=sys.stderr)
-    return EXIT_USAGE
+    """Read stored history; a bad argument or unusable database is one line and exit 2."""
+    from infrawatch.query import QueryError, run_command
+
+    path: Path | None = args.db
+    if path is None:
+        loaded = _load(args)
+        if loaded is None:
+            return EXIT_USAGE
+        path = loaded.settings.storage.path
+    try:
+        run_command(args, path, sys.stdout)
+    except QueryError as exc:
+        print(f"infrawatch query: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        # Point stdout at /dev/null so the interpreter's final flush doesn't fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    return EXIT_OK
 
 
 COMMANDS = {"init": cmd_init, "check": cmd_check, "run": cmd_run, "query": cmd_query}

@@ -91,6 +91,7 @@ class StorageConfig(_Section):
     rollup_1m_retention: Seconds = 30 * 86400.0
     rollup_1h_retention: Seconds = 400 * 86400.0
     buffer_max_samples: int = Field(200_000, gt=0)
+    maintenance_interval: Seconds = 60.0
 
 
 class HostConfig(_Section):
@@ -147,6 +148,8 @@ class HttpConfig(_Section):
 
     enabled: bool = True
     listen: str = "127.0.0.1:9464"
+    # Per-series detector state on /metrics: every series, only anomalous ones, or none.
+    detector_states: Literal["all", "anomalous", "off"] = "all"
 
     @field_validator("listen")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -10,16 +11,20 @@ from dataclasses import dataclass
 
 from infrawatch.alerting import Alerter
 from infrawatch.detect.base import Detector
+from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
 from infrawatch.model import Anomaly, Sample
 from infrawatch.producer import Batch
 from infrawatch.queue import BatchQueue
 from infrawatch.stats import AgentStats
-from infrawatch.store import Store
+from infrawatch.store import Store, StoreError
 
 log = get_logger("infrawatch.pipeline")
 
 STORE_RETRY_MAX = 60.0  # seconds between write retries at most while the database is failing
+DRAIN_RETRY_INTERVAL = 0.25  # seconds between write retries while draining at shutdown
+# Once retries are STORE_RETRY_MAX apart, the failure is logged every this many retries (10 min).
+STORE_LOG_EVERY_AT_MAX = 10
 
 
 @dataclass(slots=True)
@@ -48,8 +53,10 @@ class Pipeline:
         *,
         max_batch_samples: int = 10_000,
         buffer_max_samples: int = 200_000,
+        latest: LatestValues | None = None,
     ) -> None:
         self._queue = queue
+        self._latest = latest
         self._store = store
         self._detectors = list(detectors)
         self._alerter = alerter
@@ -67,6 +74,11 @@ class Pipeline:
         """Samples accepted but not yet persisted (buffered after storage errors)."""
         return self._pending_samples
 
+    @property
+    def detectors(self) -> Sequence[Detector]:
+        """The detectors running now (read by /metrics)."""
+        return self._detectors
+
     def set_detectors(self, detectors: Sequence[Detector]) -> None:
         """Replace the detector set (config reload); takes effect with the next batch."""
         self._detectors = list(detectors)
@@ -74,11 +86,23 @@ class Pipeline:
     async def run(self) -> None:
         """Process batches until cancelled; a batch being processed is finished, not abandoned."""
         while True:
-            first = await self._queue.get()
-            self._inflight = asyncio.create_task(self.process(self._take(first)))
+            first = await self._next_batch()
+            work = self._flush_pending() if first is None else self.process(self._take(first))
+            self._inflight = asyncio.create_task(work)
             # Shielded: cancelling the loop (shutdown) must not cut a batch in half.
             await asyncio.shield(self._inflight)
             self._inflight = None
+
+    async def _next_batch(self) -> Batch | None:
+        """The next batch; None when buffered writes are due for a retry before one arrives."""
+        if not self._pending:
+            return await self._queue.get()
+        # Retry on time even if producers have gone quiet, not only when the next batch comes.
+        delay = max(0.0, self._retry_at - time.monotonic())
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout=delay)
+        except TimeoutError:
+            return None
 
     async def drain(self) -> None:
         """Finish the batch in flight, then everything queued, then retry buffered writes."""
@@ -87,9 +111,13 @@ class Pipeline:
             self._inflight = None
         while (batch := self._queue.get_nowait()) is not None:
             await self.process(self._take(batch))
-        if self._pending:
+        # Keep retrying buffered writes (a lock held elsewhere may be released any moment); the
+        # agent bounds this with its shutdown deadline and then counts the rest as dropped.
+        while self._pending:
             self._retry_at = 0.0
             await self._flush_pending()
+            if self._pending:
+                await asyncio.sleep(DRAIN_RETRY_INTERVAL)
 
     def abandon(self) -> int:
         """Count everything not persisted as dropped (shutdown deadline passed); return how many."""
@@ -120,6 +148,9 @@ class Pipeline:
         """Detect, persist and alert on `batches` (one transaction)."""
         started = time.perf_counter()
         samples = [s for b in batches for s in b.samples]
+        if self._latest is not None:
+            for batch in batches:
+                self._latest.update(batch.producer, batch.samples)
         anomalies: list[Anomaly] = []
         for sample in samples:
             for detector in self._detectors:
@@ -164,9 +195,18 @@ class Pipeline:
             head = self._pending[0]
             try:
                 await self._store.write(head.samples, head.anomalies)
-            except Exception as exc:
+            except sqlite3.OperationalError as exc:
+                # Locked, busy, disk full, read-only, I/O error: may pass, so keep and retry.
                 self._on_store_error(exc)
                 return
+            except StoreError as exc:  # the store is closed or unusable for now
+                self._on_store_error(exc)
+                return
+            except Exception as exc:
+                # Constraint violation, bad value: this batch can never be written, and retrying
+                # it would block every batch behind it. Drop it, count it, go on.
+                self._drop_unwritable(head, exc)
+                continue
             self._pending.popleft()
             self._pending_samples -= len(head.samples)
             for producer, count in head.per_producer.items():
@@ -176,13 +216,29 @@ class Pipeline:
                 log.info("store.recovered", after_failures=self._store_failures)
                 self._store_failures = 0
 
+    def _drop_unwritable(self, head: _Pending, exc: Exception) -> None:
+        self._pending.popleft()
+        self._pending_samples -= len(head.samples)
+        self._stats.store_errors += 1
+        self._stats.store_dropped += len(head.samples)
+        log.error(
+            "store.batch_unwritable",
+            error=f"{type(exc).__name__}: {exc}",
+            dropped_samples=len(head.samples),
+            dropped_anomalies=len(head.anomalies),
+        )
+
     def _on_store_error(self, exc: Exception) -> None:
         self._stats.store_errors += 1
         self._store_failures += 1
-        delay = min(STORE_RETRY_MAX, 0.5 * 2 ** (self._store_failures - 1))
+        # The exponent is capped: 2 ** n as a float overflows after ~1000 failures (a day locked).
+        delay = min(STORE_RETRY_MAX, 0.5 * 2 ** min(self._store_failures - 1, 16))
         self._retry_at = time.monotonic() + delay
-        # Logged when the failure streak length is a power of two: once per backoff doubling.
-        if self._store_failures & (self._store_failures - 1) == 0:
+        # Logged once per backoff doubling (streak length a power of two), then every
+        # STORE_LOG_EVERY_AT_MAX retries once the backoff is at its maximum.
+        failures = self._store_failures
+        at_max = delay >= STORE_RETRY_MAX and failures % STORE_LOG_EVERY_AT_MAX == 0
+        if failures & (failures - 1) == 0 or at_max:
             log.error(
                 "store.write_failed",
                 error=f"{type(exc).__name__}: {exc}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 
@@ -58,22 +59,34 @@ async def tick(producer: Producer, queue: BatchQueue, stats: ProducerStats) -> b
 
 
 async def run_producer(
-    producer: Producer, queue: BatchQueue, stats: ProducerStats, *, once: bool = False
+    producer: Producer,
+    queue: BatchQueue,
+    stats: ProducerStats,
+    *,
+    once: bool = False,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Call `producer` every `interval` seconds on a fixed grid until cancelled.
 
     Ticks are anchored to the start time, so a slow tick delays only itself: the next one starts
     on the grid, and ticks that a slow collection overran are skipped and counted, not queued up.
+    `producer.interval` is re-read after every tick; setting `wake` (a config reload changed the
+    interval) ends the current wait at once, so the new interval applies without a restart.
     """
     loop = asyncio.get_running_loop()
     interval = producer.interval
     start = loop.time()
     n = 0
     while True:
+        tick_started = loop.time()
         await tick(producer, queue, stats)
         if once:
             return
         n += 1 + backoff_ticks(stats.consecutive_failures, interval)
+        if producer.interval != interval:
+            # The interval was changed (SIGHUP reload): a new grid, anchored at this tick.
+            interval = stats.interval = producer.interval
+            start, n = tick_started, 1 + backoff_ticks(stats.consecutive_failures, interval)
         now = loop.time()
         due = start + n * interval
         if due < now:
@@ -81,4 +94,11 @@ async def run_producer(
             stats.missed_ticks += behind
             n += behind
             due = start + n * interval
-        await asyncio.sleep(due - now)
+        if wake is None:
+            await asyncio.sleep(due - now)
+            continue
+        # Woken early only to pick up a new interval (tick now, then the new grid).
+        while producer.interval == interval and (left := due - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), left)
+            wake.clear()

@@ -42,6 +42,20 @@ class ProducerStats:
 
 
 @dataclass(slots=True)
+class SinkStats:
+    """What one alert sink did since start (notifications, not HTTP requests)."""
+
+    type: str
+    sent: int = 0
+    failed: int = 0  # given up on: 4xx, too many attempts, too old
+    pending: int = 0  # in the outbox, not yet delivered
+    attempts: int = 0  # delivery attempts, including retries
+    retries: int = 0
+    rate_limited: int = 0  # 429 answers
+    gone: bool = False  # the receiver said the webhook no longer exists (Discord 404)
+
+
+@dataclass(slots=True)
 class AgentStats:
     """Counters for the whole agent."""
 
@@ -53,6 +67,7 @@ class AgentStats:
     batch_latency: Histogram = field(default_factory=Histogram)
     first_batch_stored: bool = False
     store_open: bool = False
+    alert_sinks: dict[str, SinkStats] = field(default_factory=dict)
 
     def producer(self, name: str, interval: float) -> ProducerStats:
         """The stats of producer `name`, created on first use."""

@@ -7,11 +7,12 @@ updates it in place, so re-reading a look-back window never stores duplicates.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -65,6 +66,66 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX alerts_state ON alerts (state);
     """,
+    # Alerting (issue 6): what each route was last told about an alert, flap history, and the
+    # persistent outbox every notification goes through before any sink sees it.
+    """
+    ALTER TABLE alerts ADD COLUMN notified TEXT NOT NULL DEFAULT '{}';  -- {route: state told}
+    ALTER TABLE alerts ADD COLUMN flips TEXT NOT NULL DEFAULT '[]';     -- recent flip times
+    ALTER TABLE alerts ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE outbox (
+        id              TEXT PRIMARY KEY,    -- notification id, stable across retries/restarts
+        sink            TEXT NOT NULL,
+        group_key       TEXT NOT NULL,
+        payload         TEXT NOT NULL,       -- JSON notification (versioned, no secrets)
+        created_at      REAL NOT NULL,       -- epoch seconds
+        state           TEXT NOT NULL,       -- pending | delivered | failed
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        failures        INTEGER NOT NULL DEFAULT 0,  -- attempts that count toward giving up
+        next_attempt_at REAL NOT NULL,
+        last_error      TEXT,
+        done_at         REAL
+    );
+    CREATE INDEX outbox_pending ON outbox (sink, state, created_at);
+    """,
+    # History (issue 3): 1-minute and 1-hour rollups (infrawatch/rollup.py). Per series and bucket
+    # start (UTC epoch seconds, a multiple of 60 or 3600): count, sum, sum of squares, min, max and
+    # the last value. `rollup_pending` holds the span of raw time not yet rolled up; the write path
+    # widens it in the batch's own transaction, so a crash never loses it. Starting it at the
+    # existing raw rows rolls up a database written before rollups existed.
+    """
+    CREATE TABLE rollup_1m (
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        ts        REAL NOT NULL,
+        count     INTEGER NOT NULL,
+        sum       REAL NOT NULL,
+        sumsq     REAL NOT NULL,
+        min       REAL NOT NULL,
+        max       REAL NOT NULL,
+        last      REAL NOT NULL,
+        PRIMARY KEY (series_id, ts)
+    ) WITHOUT ROWID;
+    CREATE INDEX rollup_1m_ts ON rollup_1m (ts);
+    CREATE TABLE rollup_1h (
+        series_id INTEGER NOT NULL REFERENCES series(id),
+        ts        REAL NOT NULL,
+        count     INTEGER NOT NULL,
+        sum       REAL NOT NULL,
+        sumsq     REAL NOT NULL,
+        min       REAL NOT NULL,
+        max       REAL NOT NULL,
+        last      REAL NOT NULL,
+        PRIMARY KEY (series_id, ts)
+    ) WITHOUT ROWID;
+    CREATE INDEX rollup_1h_ts ON rollup_1h (ts);
+    CREATE TABLE rollup_pending (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        dirty_from      REAL,              -- earliest raw ts not yet in rollup_1m (NULL: none)
+        dirty_until     REAL,              -- latest raw ts not yet in rollup_1m
+        hour_dirty_from REAL               -- earliest rollup_1m ts not yet in rollup_1h
+    );
+    INSERT INTO rollup_pending (id, dirty_from, dirty_until, hour_dirty_from)
+        SELECT 1, min(ts), max(ts), min(ts) FROM samples;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -76,7 +137,15 @@ _INSERT_ANOMALY = (
     "INSERT INTO anomalies (series_id, ts, detector, rule, severity, status, value, score,"
     " evidence, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_LOOKUP_CHUNK = 400  # (name, labels) pairs per lookup: 800 parameters, well under SQLite's limit
+# Widens the not-yet-rolled-up span to cover a batch (?1 = its earliest ts, ?2 = its latest).
+_MARK_ROLLUP_PENDING = (
+    "UPDATE rollup_pending SET dirty_from = min(coalesce(dirty_from, ?1), ?1),"
+    " dirty_until = max(coalesce(dirty_until, ?2), ?2) WHERE id = 1"
+)
+_LOOKUP_SERIES = (
+    "SELECT s.id, s.name, s.labels FROM json_each(?) AS j JOIN series AS s"
+    " ON s.name = json_extract(j.value, '$[0]') AND s.labels = json_extract(j.value, '$[1]')"
+)
 
 
 class StoreError(Exception):
@@ -126,6 +195,9 @@ class Store:
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._series_ids: dict[SeriesKey, int] = {}
+        # Every explicit transaction on the shared connection holds this lock, so the pipeline's
+        # batch writes and the alerter's outbox writes never interleave statements.
+        self.lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -181,27 +253,28 @@ class Store:
             await self.db.executemany(
                 "INSERT INTO series (name, labels) VALUES (?, ?) ON CONFLICT DO NOTHING", rows
             )
-            by_text = {(name, labels_json(labels)): (name, labels) for name, labels in missing}
-            for start in range(0, len(rows), _LOOKUP_CHUNK):
-                chunk = rows[start : start + _LOOKUP_CHUNK]
-                placeholders = ",".join("(?, ?)" for _ in chunk)
-                params = [p for pair in chunk for p in pair]
-                sql = (
-                    "SELECT id, name, labels FROM series"  # noqa: S608 - only "?" are interpolated
-                    f" WHERE (name, labels) IN (VALUES {placeholders})"
-                )
-                async with self.db.execute(sql, params) as cur:
-                    async for series_id, name, labels in cur:
-                        self._series_ids[by_text[(name, labels)]] = series_id
+            by_text = dict(zip(rows, missing, strict=True))
+            # One lookup for all new keys; the JSON-array join lets SQLite use the
+            # UNIQUE (name, labels) index, which a row-value IN (VALUES …) list does not.
+            async with self.db.execute(_LOOKUP_SERIES, (json.dumps(rows),)) as cur:
+                async for series_id, name, labels in cur:
+                    self._series_ids[by_text[(name, labels)]] = series_id
         return self._series_ids
 
     async def write(self, samples: Sequence[Sample], anomalies: Sequence[Anomaly] = ()) -> None:
         """Persist one batch of samples and anomalies in a single transaction."""
+        async with self.lock:
+            await self._write(samples, anomalies)
+
+    async def _write(self, samples: Sequence[Sample], anomalies: Sequence[Anomaly]) -> None:
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
             ids = await self.series_ids([s.key for s in samples] + [a.key for a in anomalies])
             await db.executemany(_UPSERT_SAMPLE, [(ids[s.key], s.ts, s.value) for s in samples])
+            if samples:
+                times = [s.ts for s in samples]
+                await db.execute(_MARK_ROLLUP_PENDING, (min(times), max(times)))
             if anomalies:
                 await db.executemany(
                     _INSERT_ANOMALY, [_anomaly_row(ids[a.key], a) for a in anomalies]
@@ -212,6 +285,19 @@ class Store:
             # A rolled-back insert may have cached ids of series rows that no longer exist.
             self._series_ids.clear()
             raise
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT under `lock` (rolled back if the body raises)."""
+        async with self.lock:
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
 
     async def history(self, key: SeriesKey, since: float) -> list[tuple[float, float]]:
         """(ts, value) of one series from `since` (epoch seconds) on, oldest first."""

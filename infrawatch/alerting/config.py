@@ -1,11 +1,145 @@
-"""`[alerting]`: alert timing, routes and sinks (filled in by the alerting issue)."""
+"""`[alerting]`: alert timing (Alertmanager's meanings), routes, silences, flap damping, sinks."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from infrawatch.alerting.matchers import parse_matcher
+from infrawatch.units import Seconds, SecondsOrZero
+
+SinkType = Literal["discord", "slack", "webhook", "alertmanager", "log"]
 
 
-class AlertingConfig(BaseModel):
-    """Alerting configuration."""
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    model_config = ConfigDict(extra="forbid")
+
+def _check_matchers(value: list[str]) -> list[str]:
+    for text in value:
+        parse_matcher(text)  # raises ValueError with the reason
+    return value
+
+
+class SinkConfig(_Section):
+    """One `[[alerting.sinks]]` entry: where notifications go."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: SinkType
+    url: SecretStr | None = None
+    urls: list[SecretStr] = Field(default_factory=list)
+    secret: SecretStr | None = None
+    timeout: Seconds = 10.0
+    resend_interval: Seconds = 60.0
+    resolve_resend: SecondsOrZero = 300.0
+
+    @model_validator(mode="after")
+    def _targets(self) -> SinkConfig:
+        if self.type == "log":
+            if self.url is not None or self.urls:
+                raise ValueError("a log sink takes no url")
+        elif self.type == "alertmanager":
+            if self.url is not None and not self.urls:
+                self.urls = [self.url]
+                self.url = None
+            if not self.urls:
+                raise ValueError("alertmanager needs urls = [...] (one per HA peer)")
+        elif self.url is None:
+            raise ValueError(f"a {self.type} sink needs url")
+        if self.secret is not None and self.type != "webhook":
+            raise ValueError("secret is only used by webhook sinks")
+        for url in [*([self.url] if self.url else []), *self.urls]:
+            text = url.get_secret_value()
+            # Say what is wrong without echoing the URL: it carries the webhook's token.
+            if not text.startswith(("http://", "https://")):
+                raise ValueError("url must start with http:// or https://")
+        return self
+
+
+class RouteConfig(_Section):
+    """One `[[alerting.routes]]` entry: alerts matching `matchers` go to `sinks`."""
+
+    name: str = ""
+    matchers: list[str] = Field(default_factory=list)
+    sinks: list[str] = Field(min_length=1)
+    group_by: list[str] | None = None
+    group_wait: SecondsOrZero | None = None
+    group_interval: Seconds | None = None
+    repeat_interval: Seconds | None = None
+    send_resolved: bool | None = None
+    # Like Alertmanager: keep looking at later routes after this one matched.
+    continue_: bool = Field(False, alias="continue")
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    _matchers = field_validator("matchers")(_check_matchers)
+
+
+class SilenceConfig(_Section):
+    """One `[[alerting.silences]]` entry: matching alerts are not notified between the times."""
+
+    matchers: list[str] = Field(min_length=1)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    comment: str = ""
+
+    _matchers = field_validator("matchers")(_check_matchers)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-01-01T00:00:00Z")
+        return value
+
+
+class FlapConfig(_Section):
+    """`[alerting.flap]`: hold alerts that keep flipping state as "flapping"."""
+
+    enabled: bool = True
+    max_flips: int = Field(4, ge=1)
+    window: Seconds = 600.0
+    settle: Seconds = 600.0
+
+
+class RetryConfig(_Section):
+    """`[alerting.retry]`: how sink workers retry failed deliveries."""
+
+    initial_delay: Seconds = 1.0
+    max_delay: Seconds = 300.0
+    multiplier: float = Field(2.0, ge=1.0)
+    max_attempts: int = Field(20, ge=1)
+    max_age: Seconds = 86400.0
+
+
+class AlertingConfig(_Section):
+    """Alerting configuration (timers mean what they mean in Alertmanager)."""
+
+    group_by: list[str] = Field(default_factory=lambda: ["alertname"])
+    group_wait: SecondsOrZero = 30.0
+    group_interval: Seconds = 300.0
+    repeat_interval: Seconds = 14400.0
+    send_resolved: bool = True
+    restart_grace: SecondsOrZero = 120.0
+    max_alerts_per_notification: int = Field(100, ge=1)
+    keep_outbox: Seconds = 7 * 86400.0
+    flap: FlapConfig = FlapConfig()
+    retry: RetryConfig = RetryConfig()
+    routes: list[RouteConfig] = Field(default_factory=list)
+    silences: list[SilenceConfig] = Field(default_factory=list)
+    sinks: list[SinkConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> AlertingConfig:
+        names = [s.name for s in self.sinks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate sink names: {', '.join(dupes)}")
+        known = set(names) | ({"log"} if not self.sinks else set())
+        for i, route in enumerate(self.routes):
+            unknown = [s for s in route.sinks if s not in known]
+            if unknown:
+                raise ValueError(f"routes[{i}] names unknown sinks: {', '.join(unknown)}")
+        return self

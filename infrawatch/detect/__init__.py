@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from infrawatch.detect.base import Detector
 from infrawatch.detect.config import AnalysisConfig
+from infrawatch.detect.novelty import NoveltyDetector
+from infrawatch.detect.threshold import ThresholdDetector
+from infrawatch.detect.zscore import ZScoreDetector
 
 
 def build_detectors(config: AnalysisConfig) -> list[Detector]:
     """The detectors the configuration enables, in evaluation order."""
-    return []
+    detectors: list[Detector] = []
+    if config.threshold:
+        detectors.append(ThresholdDetector(config.threshold))
+    if config.zscore.enabled:
+        detectors.append(ZScoreDetector(config.zscore))
+    if config.novelty.enabled:
+        detectors.append(NoveltyDetector(config.novelty))
+    return detectors
 
 
 __all__ = ["Detector", "build_detectors"]

@@ -44,3 +44,14 @@ class Detector(Protocol):
     def forget(self, key: SeriesKey) -> None:
         """Drop the state of a series that has gone away."""
         ...
+
+    def score(self, key: SeriesKey) -> float:
+        """The calibrated score in [0, 1] of the latest sample of `key` (0.0 if unknown).
+
+        This is what the NAB benchmark records per row; the agent fires at score >= 0.5.
+        """
+        ...
+
+    def history_seconds(self) -> float:
+        """How much history (seconds) replaying at start-up needs to rebuild the state; 0 = none."""
+        ...

@@ -1,11 +1,182 @@
-"""`[analysis]`: which detectors run and how (filled in by the detection issue)."""
+"""`[analysis]`: which detectors run and how.
+
+Threshold rules say what the operator declared; the statistical detectors (Z-score, range
+novelty) give calibrated scores. Per-metric overrides are matched by metric glob + exact labels,
+first match wins.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from infrawatch.units import Seconds, SecondsOrZero
+
+Op = Literal[">", ">=", "<", "<="]
+Direction = Literal["up", "down", "both"]
 
 
-class AnalysisConfig(BaseModel):
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+
+class ThresholdRule(_Model):
+    """One `[[analysis.threshold]]` entry: fire when `metric op level` holds for `for` seconds."""
+
+    name: str = Field(min_length=1)
+    metric: str = Field(min_length=1, description="glob on the metric name")
+    # Exact label matches; "" matches a series without that label (as in Prometheus).
+    labels: dict[str, str] = Field(default_factory=dict)
+    op: Op = ">"
+    warning: float | None = None
+    critical: float | None = None
+    for_: SecondsOrZero = Field(0.0, alias="for")
+    # The level the value must cross back over to resolve (hysteresis); default: the lowest
+    # firing level itself.
+    resolve: float | None = None
+    keep_firing_for: SecondsOrZero = 0.0
+
+    @model_validator(mode="after")
+    def _levels(self) -> ThresholdRule:
+        if self.warning is None and self.critical is None:
+            raise ValueError("set warning and/or critical")
+        above = self.op in (">", ">=")
+        warn, crit = self.warning, self.critical
+        if warn is not None and crit is not None and ((crit < warn) if above else (crit > warn)):
+            raise ValueError(f"critical must be beyond warning for op {self.op!r}")
+        lowest = self.fire_level
+        if self.resolve is not None and (
+            (self.resolve > lowest) if above else (self.resolve < lowest)
+        ):
+            raise ValueError(f"resolve must not be beyond the firing level for op {self.op!r}")
+        return self
+
+    @property
+    def fire_level(self) -> float:
+        """The least extreme firing level (warning if set, else critical)."""
+        level = self.warning if self.warning is not None else self.critical
+        assert level is not None
+        return level
+
+
+def default_threshold_rules() -> list[ThresholdRule]:
+    """Shipped host rules; utilizations are ratios 0-1."""
+    specs: list[tuple[str, str, dict[str, str], float, float, float, float]] = [
+        ("cpu_high", "system.cpu.utilization", {"cpu": ""}, 0.90, 0.97, 0.80, 300.0),
+        ("memory_high", "system.memory.utilization", {}, 0.90, 0.95, 0.85, 300.0),
+        ("filesystem_full", "system.filesystem.utilization", {}, 0.85, 0.95, 0.80, 600.0),
+        ("swap_high", "system.paging.utilization", {}, 0.50, 0.80, 0.40, 600.0),
+        ("inodes_full", "system.filesystem.inodes.utilization", {}, 0.85, 0.95, 0.80, 600.0),
+    ]
+    return [
+        ThresholdRule.model_validate(
+            {
+                "name": name,
+                "metric": metric,
+                "labels": labels,
+                "op": ">",
+                "warning": warning,
+                "critical": critical,
+                "resolve": resolve,
+                "for": hold,
+                "keep_firing_for": 60.0,
+            }
+        )
+        for name, metric, labels, warning, critical, resolve, hold in specs
+    ]
+
+
+class ZScoreOverride(_Model):
+    """`[[analysis.zscore.overrides]]`: different Z-score settings for matching series."""
+
+    metric: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    enabled: bool | None = None
+    threshold: float | None = Field(None, gt=0)
+    window: Seconds | None = None
+    min_samples: int | None = Field(None, ge=2)
+    direction: Direction | None = None
+    min_std: float | None = Field(None, ge=0)
+    seasonal: bool | None = None
+    season: Seconds | None = None
+    season_slots: int | None = Field(None, ge=2, le=10_000)
+    suppress: Seconds | None = None
+    resolve_ratio: float | None = Field(None, gt=0, le=1)
+
+
+class ZScoreConfig(_Model):
+    """`[analysis.zscore]`: streaming EWMA z-score of the level and of the day-over-day change."""
+
+    enabled: bool = True
+    # |z| at which a detection fires (score 0.5).
+    threshold: float = Field(5.0, gt=0)
+    # Time constant of the exponentially weighted baseline (mean and spread), seconds.
+    window: Seconds = 86400.0
+    # Samples a series needs before it may fire.
+    min_samples: int = Field(72, ge=2)
+    direction: Direction = "both"
+    # Absolute floor on the spread (in the metric's unit); 0 = only the automatic floors.
+    min_std: float = Field(0.0, ge=0)
+    # Also score the change against the same time a season ago (day-over-day).
+    seasonal: bool = True
+    season: Seconds = 86400.0
+    # Slots of the seasonal ring per series (its time resolution is season / season_slots).
+    season_slots: int = Field(288, ge=2, le=10_000)
+    # A detection counts only if its score beats every score of the last `suppress` seconds.
+    suppress: Seconds = 86400.0
+    # An anomaly resolves once |z| falls below threshold × resolve_ratio.
+    resolve_ratio: float = Field(0.5, gt=0, le=1)
+    overrides: list[ZScoreOverride] = Field(default_factory=list)
+
+
+class NoveltyOverride(_Model):
+    """`[[analysis.novelty.overrides]]`: different novelty settings for matching series."""
+
+    metric: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    enabled: bool | None = None
+    threshold: float | None = Field(None, gt=0)
+    history: SecondsOrZero | None = None
+    history_samples: int | None = Field(None, ge=1)
+    min_history: int | None = Field(None, ge=1)
+    median_samples: int | None = Field(None, ge=1, le=1000)
+    median_weight: float | None = Field(None, ge=0)
+    seasonal: bool | None = None
+    seasonal_weight: float | None = Field(None, ge=0)
+    refractory: SecondsOrZero | None = None
+    refractory_samples: int | None = Field(None, ge=1)
+
+
+class NoveltyConfig(_Model):
+    """`[analysis.novelty]`: how far a series goes beyond the range it covered over a long history.
+
+    History and refractory windows are "the longer of N samples and T seconds".
+    """
+
+    enabled: bool = True
+    # Weighted exceedance (fraction of the historical range's width) at which it fires (score 0.5).
+    threshold: float = Field(0.015, gt=0)
+    history: SecondsOrZero = 14 * 86400.0
+    history_samples: int = Field(5000, ge=1)
+    # Blocks the history is kept in (memory per feature: 3 floats per block).
+    blocks: int = Field(20, ge=2, le=1000)
+    # Samples a feature needs before it is scored.
+    min_history: int = Field(300, ge=1)
+    median_samples: int = Field(24, ge=1, le=1000)
+    median_weight: float = Field(1.0, ge=0)
+    seasonal: bool = True
+    seasonal_weight: float = Field(0.25, ge=0)
+    season: Seconds = 86400.0
+    season_slots: int = Field(288, ge=2, le=10_000)
+    refractory: SecondsOrZero = 6 * 3600.0
+    refractory_samples: int = Field(72, ge=1)
+    overrides: list[NoveltyOverride] = Field(default_factory=list)
+
+
+class AnalysisConfig(_Model):
     """Detector configuration."""
 
-    model_config = ConfigDict(extra="forbid")
+    threshold: list[ThresholdRule] = Field(default_factory=default_threshold_rules)
+    zscore: ZScoreConfig = ZScoreConfig()
+    novelty: NoveltyConfig = NoveltyConfig()

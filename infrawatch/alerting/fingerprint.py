@@ -1,0 +1,40 @@
+"""Alert identity: the labels an anomaly becomes, and their stable fingerprint."""
+
+from __future__ import annotations
+
+from infrawatch.model import Anomaly, Labels
+
+# Labels the alert itself sets; a series label with one of these names is kept as exported_<name>
+# (Prometheus does the same when a scraped label collides with a target label).
+RESERVED = ("alertname", "metric", "severity")
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_SEP = 0xFF  # never valid in UTF-8, so "a"+"bc" and "ab"+"c" hash differently
+
+
+def alert_labels(anomaly: Anomaly) -> dict[str, str]:
+    """The alert's labels: alertname (= rule), metric (= series name), series labels, severity."""
+    labels = {"alertname": anomaly.rule, "metric": anomaly.name}
+    for key, value in anomaly.labels:
+        labels[f"exported_{key}" if key in RESERVED else key] = value
+    labels["severity"] = anomaly.severity
+    return labels
+
+
+def fingerprint(labels: dict[str, str] | Labels) -> str:
+    """16 hex digits: FNV-1a 64 over the sorted labels, severity excluded.
+
+    Same hash and layout as Alertmanager's fingerprint, but `severity` is left out so that a rule
+    escalating from warning to critical stays one alert (its severity is updated in place).
+    """
+    items = sorted(labels.items() if isinstance(labels, dict) else labels)
+    h = _FNV_OFFSET
+    for key, value in items:
+        if key == "severity":
+            continue
+        for part in (key, value):
+            for byte in part.encode("utf-8", "surrogatepass"):
+                h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+            h = ((h ^ _SEP) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"

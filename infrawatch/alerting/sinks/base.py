@@ -1,0 +1,135 @@
+"""What every sink shares: the delivery result, the protocol, and an HTTP POST that classifies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import aiohttp
+from yarl import URL
+
+Outcome = Literal["ok", "retry", "fail", "gone"]
+_MAX_RETRY_AFTER = 3600.0  # seconds; a larger hint is treated as this (never wait for a day)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What one attempt did: ok, retry (maybe after `retry_after` s), fail (never retry), gone.
+
+    `pause` asks the worker to wait that many seconds before the sink's next request (a rate
+    limit bucket that is empty but not yet exceeded). `detail` never contains the URL.
+    """
+
+    outcome: Outcome
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+    pause: float | None = None
+    counts_as_failure: bool = True
+
+
+class Sink(Protocol):
+    """Delivers one outbox item; must not raise for delivery problems (return a result)."""
+
+    name: str
+    type: str
+
+    async def send(self, item_id: str, payload: dict[str, Any]) -> DeliveryResult:
+        """Deliver `payload` (the versioned notification document) once."""
+        ...
+
+    def describe(self) -> str:
+        """A one-line description safe to print (no secrets: scheme and host only)."""
+        ...
+
+
+def safe_target(url: str) -> str:
+    """scheme://host[:port] of a URL: enough to recognise it, without its token or path."""
+    parsed = URL(url)
+    port = f":{parsed.explicit_port}" if parsed.explicit_port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds form; dates are rare for webhooks)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """Status, headers and (short) body text of one response."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str
+    json: Any = None
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str | URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,  # noqa: ASYNC109 - passed to aiohttp's per-request ClientTimeout
+) -> HttpReply | DeliveryResult:
+    """POST `body`; a connection problem or timeout becomes a retry result."""
+    try:
+        async with session.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", **headers},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as resp:
+            text = (await resp.read())[:4096].decode("utf-8", "replace")
+            parsed: Any = None
+            if resp.content_type == "application/json":
+                try:
+                    import json
+
+                    parsed = json.loads(text)
+                except ValueError:
+                    parsed = None
+            return HttpReply(resp.status, dict(resp.headers), text, parsed)
+    except TimeoutError:
+        return DeliveryResult("retry", detail=f"timed out after {timeout:g}s")
+    except aiohttp.ClientError as exc:
+        # aiohttp's messages name host:port, never the path that holds the token.
+        return DeliveryResult("retry", detail=f"{type(exc).__name__}: {_short(exc)}")
+    except asyncio.CancelledError:
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def classify(reply: HttpReply, *, gone_on: tuple[int, ...] = ()) -> DeliveryResult:
+    """Map an HTTP reply to an outcome: 2xx ok, 429/5xx/408 retry, `gone_on` gone, 4xx fail."""
+    snippet = reply.text[:300]
+    if 200 <= reply.status < 300:
+        return DeliveryResult("ok", reply.status)
+    if reply.status == 429:
+        after = parse_retry_after(reply.headers.get("Retry-After"))
+        if isinstance(reply.json, dict) and "retry_after" in reply.json:
+            with contextlib.suppress(TypeError, ValueError):
+                after = min(max(float(reply.json["retry_after"]), 0.0), _MAX_RETRY_AFTER)
+        return DeliveryResult(
+            "retry", 429, f"rate limited: {snippet}", retry_after=after, counts_as_failure=False
+        )
+    if reply.status in gone_on:
+        return DeliveryResult("gone", reply.status, snippet)
+    if reply.status >= 500 or reply.status == 408:
+        after = parse_retry_after(reply.headers.get("Retry-After"))
+        return DeliveryResult("retry", reply.status, snippet, retry_after=after)
+    return DeliveryResult("fail", reply.status, snippet)

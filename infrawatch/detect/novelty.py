@@ -1,0 +1,352 @@
+"""Range-novelty detector: "the first time this extreme in weeks".
+
+For each sample three features are derived — the value, a short rolling median (a sustained shift
+rather than a blip) and the seasonal change (value minus the value one season earlier, from a
+time-slotted ring) — and each is compared with the range [min, max] it covered over a long
+history, kept as per-block min/max (O(1) amortised per sample, bounded memory). The evidence is
+the exceedance beyond that range as a fraction of its width, weighted per feature; a detection
+counts only if it is the strongest of a refractory period, so one excursion fires once.
+
+Windows are "the longer of N samples and T seconds": a block of history closes only when it
+holds `history_samples / blocks` samples *and* spans `history / blocks` seconds. On fast sampling
+(10 s) time dominates and the history covers weeks; on slow sampling (hourly) the sample count
+dominates, so the range still rests on thousands of points (converting windows naively to time
+cost 5-10 NAB points on hourly data: the range then held too few points to be trusted).
+
+Score = e / (e + threshold) for the weighted exceedance e: 0.5 exactly at the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from infrawatch.detect.base import SeriesState
+from infrawatch.detect.config import NoveltyConfig
+from infrawatch.detect.match import matches
+from infrawatch.model import Anomaly, Sample, SeriesKey
+from infrawatch.units import format_duration
+
+NAN = float("nan")
+FEATURES = ("value", "median", "seasonal_change")
+
+
+@dataclass(frozen=True, slots=True)
+class NParams:
+    """Effective settings for one series."""
+
+    threshold: float
+    block_samples: int
+    block_seconds: float
+    blocks: int
+    min_history: int
+    median: int
+    weights: tuple[float, float, float]
+    seasonal: bool
+    slot_width: float
+    slots: int
+    refractory_samples: int
+    refractory_seconds: float
+
+
+class _Range:
+    """Min/max of one feature over the last `blocks` closed blocks plus the open one."""
+
+    __slots__ = (
+        "cur_hi",
+        "cur_lo",
+        "cur_n",
+        "cur_start",
+        "hi_all",
+        "his",
+        "lo_all",
+        "los",
+        "n",
+        "starts",
+    )
+
+    def __init__(self) -> None:
+        self.los: deque[float] = deque()
+        self.his: deque[float] = deque()
+        self.starts: deque[float] = deque()
+        self.lo_all = math.inf  # over the closed blocks
+        self.hi_all = -math.inf
+        self.cur_lo = math.inf
+        self.cur_hi = -math.inf
+        self.cur_n = 0
+        self.cur_start = 0.0
+        self.n = 0
+
+    def add(self, x: float, ts: float, p: NParams) -> None:
+        """Add a value; close the block when it is long enough in samples and in time."""
+        if self.cur_n == 0:
+            self.cur_start = ts
+        if x < self.cur_lo:
+            self.cur_lo = x
+        if x > self.cur_hi:
+            self.cur_hi = x
+        self.cur_n += 1
+        self.n += 1
+        if self.cur_n >= p.block_samples and ts - self.cur_start >= p.block_seconds:
+            self.los.append(self.cur_lo)
+            self.his.append(self.cur_hi)
+            self.starts.append(self.cur_start)
+            if len(self.los) > p.blocks:
+                self.los.popleft()
+                self.his.popleft()
+                self.starts.popleft()
+                self.lo_all = min(self.los)
+                self.hi_all = max(self.his)
+            else:
+                self.lo_all = min(self.lo_all, self.cur_lo)
+                self.hi_all = max(self.hi_all, self.cur_hi)
+            self.cur_lo = math.inf
+            self.cur_hi = -math.inf
+            self.cur_n = 0
+
+    def bounds(self) -> tuple[float, float]:
+        """(min, max) over the whole retained history."""
+        lo = self.lo_all if self.lo_all < self.cur_lo else self.cur_lo
+        hi = self.hi_all if self.hi_all > self.cur_hi else self.cur_hi
+        return lo, hi
+
+    def since(self) -> float:
+        """Start time of the oldest retained block."""
+        return self.starts[0] if self.starts else self.cur_start
+
+
+class _NState:
+    __slots__ = (
+        "anomalous",
+        "block_end_n",
+        "block_end_ts",
+        "evidence",
+        "exceed",
+        "interval",
+        "last_ts",
+        "p",
+        "peak_cur",
+        "peak_prev",
+        "ranges",
+        "recent",
+        "ring",
+        "score",
+        "sorted_recent",
+    )
+
+    def __init__(self, p: NParams) -> None:
+        self.p = p
+        self.ranges = (_Range(), _Range(), _Range())
+        self.recent: deque[float] = deque()
+        self.sorted_recent: list[float] = []
+        self.ring: array[float] | None = array("f", [NAN]) * p.slots if p.seasonal else None
+        self.peak_prev = 0.0
+        self.peak_cur = 0.0
+        self.block_end_n = 0
+        self.block_end_ts = -math.inf
+        self.anomalous = False
+        self.score = 0.0
+        self.exceed = 0.0
+        self.interval = 0.0
+        self.last_ts = -math.inf
+        self.evidence: tuple[int, float, float, float, float] | None = None
+
+
+def _params(config: NoveltyConfig, key: SeriesKey) -> NParams | None:
+    merged = config.model_dump(exclude={"overrides"})
+    for override in config.overrides:
+        if matches(key, override.metric, override.labels):
+            for field, value in override.model_dump(exclude={"metric", "labels"}).items():
+                if value is not None:
+                    merged[field] = value
+            break
+    if not merged["enabled"]:
+        return None
+    blocks = int(merged["blocks"])
+    return NParams(
+        threshold=float(merged["threshold"]),
+        block_samples=max(1, int(merged["history_samples"]) // blocks),
+        block_seconds=float(merged["history"]) / blocks,
+        blocks=blocks,
+        min_history=int(merged["min_history"]),
+        median=int(merged["median_samples"]),
+        weights=(1.0, float(merged["median_weight"]), float(merged["seasonal_weight"])),
+        seasonal=bool(merged["seasonal"]) and float(merged["seasonal_weight"]) > 0,
+        slot_width=float(merged["season"]) / int(merged["season_slots"]),
+        slots=int(merged["season_slots"]),
+        refractory_samples=int(merged["refractory_samples"]),
+        refractory_seconds=float(merged["refractory"]),
+    )
+
+
+def exceedance(x: float, lo: float, hi: float) -> float:
+    """How far x lies outside [lo, hi], as a fraction of the width (0 inside)."""
+    if lo <= x <= hi:
+        return 0.0
+    width = hi - lo
+    # A flat history has no width: measure against the value's own scale instead.
+    floor = 1e-9 * max(abs(lo), abs(hi), 1.0)
+    if width < floor:
+        width = floor
+    return (x - hi) / width if x > hi else (lo - x) / width
+
+
+class NoveltyDetector:
+    """Scores how far a series goes beyond the range its features covered over a long history."""
+
+    name = "novelty"
+
+    def __init__(self, config: NoveltyConfig) -> None:
+        self.config = config
+        self._series: dict[SeriesKey, _NState | None] = {}
+
+    def history_seconds(self) -> float:
+        """The configured history in time (at fast sampling; the sample floor may extend it)."""
+        c = self.config
+        return max([c.history, *(o.history for o in c.overrides if o.history)]) + c.season
+
+    def score(self, key: SeriesKey) -> float:
+        """Score of the latest sample of `key`."""
+        st = self._series.get(key)
+        return st.score if st is not None else 0.0
+
+    def states(self) -> Mapping[SeriesKey, SeriesState]:
+        """Latest score, anomalous flag and exceedance of every tracked series."""
+        return {
+            k: SeriesState(st.score, st.anomalous, st.exceed)
+            for k, st in self._series.items()
+            if st is not None
+        }
+
+    def forget(self, key: SeriesKey) -> None:
+        """Drop a series' history."""
+        self._series.pop(key, None)
+
+    def observe(self, sample: Sample) -> list[Anomaly]:
+        """Score one sample against the history, then add it; return firing/resolved changes."""
+        key = (sample.name, sample.labels)
+        x = sample.value
+        ts = sample.ts
+        try:
+            st = self._series[key]
+        except KeyError:
+            params = _params(self.config, key)
+            st = self._series[key] = _NState(params) if params is not None else None
+        if st is None or x != x:
+            return []
+        p = st.p
+        if ts > st.last_ts:
+            if st.last_ts > -math.inf:
+                st.interval = ts - st.last_ts
+            st.last_ts = ts
+        # Features: the value, the rolling median, the seasonal change.
+        recent = st.recent
+        srt = st.sorted_recent
+        recent.append(x)
+        insort(srt, x)
+        if len(recent) > p.median:
+            del srt[bisect_left(srt, recent.popleft())]
+        med = srt[len(srt) // 2] if len(recent) == p.median else NAN
+        change = NAN
+        ring = st.ring
+        if ring is not None:
+            slot = int(ts // p.slot_width) % p.slots
+            before = ring[slot]
+            ring[slot] = x
+            if before == before:
+                change = x - before
+        best = 0.0
+        best_f = -1
+        ranges = st.ranges
+        weights = p.weights
+        feats = (x, med, change)
+        for f in range(3):
+            v = feats[f]
+            if v != v:
+                continue
+            r = ranges[f]
+            if r.n >= p.min_history:
+                lo, hi = r.bounds()
+                if v > hi or v < lo:
+                    e = exceedance(v, lo, hi) * weights[f]
+                    if e > best:
+                        best = e
+                        best_f = f
+                        st.evidence = (f, v, lo, hi, r.since())
+            r.add(v, ts, p)
+        raw = best / (best + p.threshold) if best > 0.0 else 0.0
+        # Refractory: a detection counts only if it beats every score of the last period.
+        n = ranges[0].n
+        if n >= st.block_end_n and ts >= st.block_end_ts:
+            expired = n >= st.block_end_n + p.refractory_samples and (
+                ts >= st.block_end_ts + p.refractory_seconds
+            )
+            st.peak_prev = 0.0 if expired else st.peak_cur
+            st.peak_cur = 0.0
+            st.block_end_n = n + p.refractory_samples
+            st.block_end_ts = ts + p.refractory_seconds
+        peak = st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
+        score = raw if raw > peak else 0.0
+        if raw > st.peak_cur:
+            st.peak_cur = raw
+        st.score = score
+        st.exceed = best
+        if score >= 0.5 and not st.anomalous and best_f >= 0:
+            st.anomalous = True
+            return [self._anomaly(sample, st, score, best, "firing")]
+        if st.anomalous and best == 0.0:
+            st.anomalous = False
+            return [self._anomaly(sample, st, 0.0, best, "resolved")]
+        return []
+
+    def _anomaly(
+        self, sample: Sample, st: _NState, score: float, exceed: float, status: str
+    ) -> Anomaly:
+        p = st.p
+        evidence: dict[str, float | str] = {"exceedance": exceed, "threshold": p.threshold}
+        summary = f"{sample.name} back inside its usual range"
+        if st.evidence is not None:
+            f, v, lo, hi, since = st.evidence
+            span = _span(sample.ts - since)
+            width = hi - lo
+            beyond = (v - hi) if v > hi else (lo - v)
+            pct = 100.0 * beyond / width if width > 0 else math.inf
+            evidence.update(
+                feature=FEATURES[f], feature_value=v, min=lo, max=hi, history_s=sample.ts - since
+            )
+            side, bound = (
+                ("above", f"maximum {hi:.4g}") if v > hi else ("below", f"minimum {lo:.4g}")
+            )
+            if f == 0:
+                what = f"value {v:.4g}"
+            elif f == 1:
+                window = format_duration(p.median * st.interval) if st.interval else ""
+                what = f"{window or str(p.median) + '-sample'} median {v:.4g}"
+            else:
+                what = f"change vs {format_duration(p.slot_width * p.slots)} ago {v:+.4g}"
+            if status == "firing":
+                summary = f"{what} {side} the {span} {bound} (by {pct:.1f} % of the range)"
+        return Anomaly(
+            name=sample.name,
+            labels=sample.labels,
+            ts=sample.ts,
+            value=sample.value,
+            detector=self.name,
+            rule="novelty",
+            severity="warning",
+            status="firing" if status == "firing" else "resolved",
+            score=score,
+            evidence=evidence,
+            summary=summary,
+        )
+
+
+def _span(seconds: float) -> str:
+    """A history length in words: whole days past two days, else whole hours."""
+    if seconds >= 2 * 86400:
+        return f"{round(seconds / 86400)}-day"
+    return f"{max(1, round(seconds / 3600))}-hour"

@@ -1,0 +1,198 @@
+"""Threshold rules: what the operator declared, with `for`, hysteresis and `keep_firing_for`.
+
+Per (series, rule):
+- pending: the firing condition (`value op level`) holds; it must keep holding for `for` seconds
+  (measured on sample times, like Prometheus) before the rule fires;
+- firing: reported once; a rise from warning to critical is reported again as a firing change;
+- the rule resolves when `value op resolve` no longer holds (default resolve: the lowest firing
+  level),
+  and has stayed there for `keep_firing_for` seconds — so a value hovering at the edge never flaps.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+
+from infrawatch.detect.base import SeriesState
+from infrawatch.detect.config import ThresholdRule
+from infrawatch.detect.match import matches
+from infrawatch.model import Anomaly, Sample, SeriesKey, Severity
+from infrawatch.units import format_duration
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+class _RuleState:
+    __slots__ = ("clear_since", "firing", "pending_severity", "pending_since", "rule")
+
+    def __init__(self, rule: _Rule) -> None:
+        self.rule = rule
+        self.pending_since: float | None = None
+        self.pending_severity: Severity | None = None
+        self.firing: Severity | None = None
+        self.clear_since: float | None = None
+
+
+class _Rule:
+    """A compiled ThresholdRule."""
+
+    __slots__ = ("config", "fire", "levels", "resolve_level")
+
+    def __init__(self, config: ThresholdRule) -> None:
+        self.config = config
+        self.fire = _OPS[config.op]
+        levels: list[tuple[Severity, float]] = []
+        if config.critical is not None:
+            levels.append(("critical", config.critical))
+        if config.warning is not None:
+            levels.append(("warning", config.warning))
+        self.levels = levels  # most severe first
+        self.resolve_level = config.resolve if config.resolve is not None else config.fire_level
+
+    def severity(self, value: float) -> tuple[Severity, float] | None:
+        """The most severe level whose condition `value` meets."""
+        for severity, level in self.levels:
+            if self.fire(value, level):
+                return severity, level
+        return None
+
+
+class ThresholdDetector:
+    """Evaluates every threshold rule that matches a series."""
+
+    name = "threshold"
+
+    def __init__(self, rules: Sequence[ThresholdRule]) -> None:
+        self._rules = [_Rule(r) for r in rules]
+        self._series: dict[SeriesKey, list[_RuleState]] = {}
+
+    def history_seconds(self) -> float:
+        """Rule state is rebuilt from the last `for` + `keep_firing_for` of history."""
+        spans = [r.config.for_ + r.config.keep_firing_for for r in self._rules]
+        return max(spans, default=0.0)
+
+    def score(self, key: SeriesKey) -> float:
+        """1.0 while any rule fires on the series, else 0.0."""
+        states = self._series.get(key)
+        return 1.0 if states and any(s.firing for s in states) else 0.0
+
+    def states(self) -> Mapping[SeriesKey, SeriesState]:
+        """Series with at least one matching rule."""
+        out = {}
+        for key, states in self._series.items():
+            if states:
+                firing = any(s.firing for s in states)
+                out[key] = SeriesState(1.0 if firing else 0.0, firing, None)
+        return out
+
+    def forget(self, key: SeriesKey) -> None:
+        """Drop a series' rule states."""
+        self._series.pop(key, None)
+
+    def observe(self, sample: Sample) -> list[Anomaly]:
+        """Advance every matching rule; return firing/resolved changes."""
+        key = (sample.name, sample.labels)
+        states = self._series.get(key)
+        if states is None:
+            states = [
+                _RuleState(r) for r in self._rules if matches(key, r.config.metric, r.config.labels)
+            ]
+            self._series[key] = states
+        if not states:
+            return []
+        value = sample.value
+        if value != value:  # NaN says nothing about a threshold
+            return []
+        out: list[Anomaly] = []
+        for st in states:
+            change = self._step(st, sample)
+            if change is not None:
+                out.append(change)
+        return out
+
+    def _step(self, st: _RuleState, sample: Sample) -> Anomaly | None:
+        rule = st.rule
+        cfg = rule.config
+        ts, value = sample.ts, sample.value
+        hit = rule.severity(value)
+        if st.firing is None:
+            if hit is None:
+                st.pending_since = None
+                st.pending_severity = None
+                return None
+            if st.pending_since is None:
+                st.pending_since = ts
+            st.pending_severity = hit[0]
+            if ts - st.pending_since < cfg.for_:
+                return None
+            st.firing = hit[0]
+            st.clear_since = None
+            return self._anomaly(sample, rule, hit[0], hit[1], "firing")
+        # Firing: escalate, hold, or resolve after the value has crossed back long enough.
+        if hit is not None and hit[0] == "critical" and st.firing == "warning":
+            st.firing = "critical"
+            st.clear_since = None
+            return self._anomaly(sample, rule, "critical", hit[1], "firing")
+        # Resolved = the condition no longer holds against the resolve level.
+        if not rule.fire(value, rule.resolve_level):
+            if st.clear_since is None:
+                st.clear_since = ts
+            if ts - st.clear_since >= cfg.keep_firing_for:
+                severity = st.firing
+                st.firing = None
+                st.pending_since = None
+                st.clear_since = None
+                return self._anomaly(sample, rule, severity, rule.resolve_level, "resolved")
+        else:
+            st.clear_since = None
+        return None
+
+    def _anomaly(
+        self, sample: Sample, rule: _Rule, severity: Severity, level: float, status: str
+    ) -> Anomaly:
+        cfg = rule.config
+        evidence: dict[str, float | str] = {
+            "op": cfg.op,
+            "level": level,
+            "resolve": rule.resolve_level,
+            "for_s": cfg.for_,
+        }
+        if cfg.warning is not None:
+            evidence["warning"] = cfg.warning
+        if cfg.critical is not None:
+            evidence["critical"] = cfg.critical
+        held = f" for {format_duration(cfg.for_)}" if cfg.for_ else ""
+        name = sample.name
+        if status == "firing":
+            summary = (
+                f"{name} {_fmt(name, sample.value)} {cfg.op} {_fmt(name, level)} ({severity}){held}"
+            )
+        else:
+            back = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[cfg.op]
+            summary = f"{name} {_fmt(name, sample.value)} back {back} {_fmt(name, level)}"
+        return Anomaly(
+            name=sample.name,
+            labels=sample.labels,
+            ts=sample.ts,
+            value=sample.value,
+            detector=self.name,
+            rule=cfg.name,
+            severity=severity,
+            status="firing" if status == "firing" else "resolved",
+            score=1.0 if status == "firing" else 0.0,
+            evidence=evidence,
+            summary=summary,
+        )
+
+
+def _fmt(name: str, value: float) -> str:
+    """Utilizations (ratios 0-1) read best as percent; anything else as a short number."""
+    if name.endswith("utilization"):
+        return f"{value * 100:.1f} %"
+    return f"{value:.4g}"

@@ -1,0 +1,178 @@
+"""The HTTP server: /metrics (Prometheus), /healthz (liveness) and /readyz (readiness).
+
+One owner: `HttpServer` is an async context manager the agent enters at start-up and leaves at
+shutdown. The server only answers these three GET/HEAD paths; everything else is a plain 404
+or 405 that never repeats the request back, and nothing is served from disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from infrawatch.config import HttpConfig
+from infrawatch.detect.base import Detector
+from infrawatch.exposition import AgentCollector
+from infrawatch.latest import LatestValues
+from infrawatch.logging import get_logger
+from infrawatch.queue import BatchQueue
+from infrawatch.schedule import backoff_ticks
+from infrawatch.stats import AgentStats
+
+if TYPE_CHECKING:
+    from infrawatch.agent import Agent
+
+log = get_logger("infrawatch.http")
+
+STALE_FACTOR = 3.0  # a producer is stale when its last tick ended more than 3 intervals ago
+SHUTDOWN_TIMEOUT = 1.0  # seconds an in-flight scrape may take to finish at shutdown
+
+
+class _AgentAdapter:
+    """The agent as the /metrics collector sees it (see exposition.AgentView)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self.stats: AgentStats = agent.stats
+        self.queue: BatchQueue = agent.queue
+        self.latest: LatestValues = agent.latest
+
+    @property
+    def alerter(self) -> object:
+        """The agent's current alerter."""
+        return self._agent.alerter
+
+    def detectors(self) -> Sequence[Detector]:
+        """The pipeline's detectors (none before start-up)."""
+        pipeline = self._agent.pipeline
+        return pipeline.detectors if pipeline is not None else ()
+
+    def buffered_samples(self) -> int:
+        """Samples waiting for a database write."""
+        pipeline = self._agent.pipeline
+        return pipeline.pending_samples if pipeline is not None else 0
+
+
+def health_report(stats: AgentStats, now: float, started: float) -> tuple[bool, dict[str, Any]]:
+    """(healthy, JSON body): every producer finished a tick within 3× its interval.
+
+    `now` and `started` are monotonic seconds; a producer that has not finished its first tick
+    yet is measured from `started`. Ticks the scheduler skips on purpose (backoff after
+    repeated failures) extend the allowance, so a source that is down is reported by its error
+    counters, not by restarting the agent.
+    """
+    producers: dict[str, Any] = {}
+    stale: list[str] = []
+    for name, p in sorted(stats.producers.items()):
+        last = p.last_tick_done if p.last_tick_done is not None else started
+        age = max(0.0, now - last)
+        skipped = backoff_ticks(p.consecutive_failures, p.interval) if p.interval > 0 else 0
+        limit = STALE_FACTOR * p.interval * (1 + skipped)
+        ok = age <= limit
+        producers[name] = {
+            "ok": ok,
+            "seconds_since_tick": round(age, 3),
+            "limit_seconds": round(limit, 3),
+            "consecutive_failures": p.consecutive_failures,
+        }
+        if not ok:
+            stale.append(name)
+    body: dict[str, Any] = {"status": "ok" if not stale else "stale", "producers": producers}
+    if stale:
+        body["stale"] = stale
+    return not stale, body
+
+
+class HttpServer:
+    """The aiohttp server of one agent; `port` is the bound port once entered."""
+
+    def __init__(
+        self, agent: Agent, config: HttpConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.started = clock()
+        self.port: int | None = None
+        self._agent = agent
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = AgentCollector(_AgentAdapter(agent), config.detector_states)
+        self.registry.register(self.collector)
+        self._render_lock = asyncio.Lock()
+        # The agent's own CPU seconds, RSS, open fds (Linux /proc/self; absent elsewhere).
+        ProcessCollector(namespace="infrawatch", registry=self.registry)
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        """The aiohttp application (routes only; no static files, no echo)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.on_response_prepare.append(_security_headers)
+        return app
+
+    async def __aenter__(self) -> Self:
+        runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            log.error("http.bind_failed", listen=self.config.listen, error=exc.strerror)
+            raise
+        self._runner = runner
+        self.started = self.clock()
+        address = runner.addresses[0]
+        self.port = int(address[1])
+        log.info("http.listening", host=address[0], port=self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        async with self._render_lock:
+            # Copy the state on the loop, format it in a thread: a 10,000-series scrape takes
+            # ~0.1 s of CPU, which must not stall producers' schedules or the pipeline.
+            self.collector.snapshot()
+            body = await asyncio.to_thread(generate_latest, self.registry)
+        response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Compressed only when the scraper asks (Prometheus does); aiohttp checks Accept-Encoding.
+        response.enable_compression()
+        return response
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        # Answering at all means the event loop turns; the body says whether producers keep up.
+        healthy, body = health_report(self._agent.stats, self.clock(), self.started)
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        stats = self._agent.stats
+        body = {"store_open": stats.store_open, "first_batch_stored": stats.first_batch_stored}
+        ready = stats.store_open and stats.first_batch_stored
+        body_out: dict[str, Any] = {"status": "ready" if ready else "not ready", **body}
+        return web.json_response(body_out, status=200 if ready else 503)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"

@@ -1,0 +1,207 @@
+"""Delivery to real receivers on loopback: Discord (429, 5xx, 404, 400), Slack (429), a signed
+webhook that is down then back (exactly once by id, counted backoff), Alertmanager keep-alive."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from infrawatch.alerting.config import AlertingConfig
+from infrawatch.alerting.service import AlertService
+from infrawatch.model import Anomaly, make_labels
+from infrawatch.store import Store
+from tests.support_receivers import (
+    DiscordReceiver,
+    Receiver,
+    SignedWebhookReceiver,
+    SlackReceiver,
+    free_port,
+)
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+FAST_RETRY = {"initial_delay": 0.02, "max_delay": 0.3, "multiplier": 2, "max_attempts": 50}
+
+
+def anomaly(rule: str = "cpu_high", status: str = "firing", **labels: str) -> Anomaly:
+    return Anomaly(
+        name="system.cpu.utilization",
+        labels=make_labels(labels or {"host": "web1"}),
+        ts=time.time(),
+        value=0.97,
+        detector="threshold",
+        rule=rule,
+        severity="critical",
+        status=status,  # type: ignore[arg-type]
+        evidence={"threshold": 0.9},
+        summary="cpu above 90%",
+    )
+
+
+@asynccontextmanager
+async def alerting(
+    tmp_path: Path, sinks: list[dict[str, Any]], **cfg: Any
+) -> AsyncIterator[AlertService]:
+    config = AlertingConfig(group_wait=0, sinks=sinks, retry=cfg.pop("retry", FAST_RETRY), **cfg)
+    async with (
+        Store(tmp_path / "a.db") as store,
+        AlertService(config, store, shutdown_deadline=2.0) as service,
+    ):
+        yield service
+
+
+async def test_discord_429_is_honoured_then_delivered(tmp_path: Path) -> None:
+    discord = DiscordReceiver()
+    await discord.start()
+    discord.then(DiscordReceiver.rate_limited(0.05))
+    try:
+        async with alerting(
+            tmp_path, [{"name": "d", "type": "discord", "url": discord.url}]
+        ) as svc:
+            await svc.observe([anomaly()])
+            worker = svc.workers["d"]
+            await worker.wait_until(lambda s: s.sent == 1)
+            assert [r.status for r in discord.requests] == [429, 200]
+            assert worker.delays[0] >= 0.05  # waited at least what retry_after said
+            assert worker.stats.rate_limited == 1
+            assert worker.stats.pending == 0
+            message = discord.requests[-1]
+            assert message.query == {"wait": "true"}
+            embed = message.json["embeds"][0]
+            assert embed["color"] == 0xE74C3C  # critical
+            assert embed["title"] == "FIRING: cpu_high"
+            assert {"name": "host", "value": "web1", "inline": True} in embed["fields"]
+    finally:
+        await discord.stop()
+
+
+async def test_discord_5xx_retried_400_dropped_404_stops(tmp_path: Path) -> None:
+    discord = DiscordReceiver()
+    await discord.start()
+    discord.then(
+        (502, "bad gateway", {}),
+        (400, {"code": 50035, "message": "Invalid Form Body"}, {}),  # first item: given up
+        (500, "oops", {}),
+        DiscordReceiver.GONE,  # second item: the webhook was deleted
+    )
+    try:
+        async with alerting(
+            tmp_path, [{"name": "d", "type": "discord", "url": discord.url}]
+        ) as svc:
+            worker = svc.workers["d"]
+            await svc.observe([anomaly(rule="one")])
+            await worker.wait_until(lambda s: s.failed == 1)
+            assert [r.status for r in discord.requests] == [502, 400]  # a 400 is never retried
+            await svc.observe([anomaly(rule="two")])
+            await worker.wait_until(lambda s: s.gone)
+            await svc.observe([anomaly(rule="three")])
+            await svc.settled()
+            assert [r.status for r in discord.requests] == [502, 400, 500, 404]
+            # Nothing more is sent to a gone webhook; its notifications wait in the outbox.
+            assert worker.stats.pending == 2
+            assert len(worker.queue) == 2
+            counts = await svc.outbox.counts()
+            assert counts == {("d", "failed"): 1, ("d", "pending"): 2}
+    finally:
+        await discord.stop()
+
+
+async def test_slack_retry_after_is_honoured(tmp_path: Path) -> None:
+    slack = SlackReceiver()
+    await slack.start()
+    slack.then(SlackReceiver.rate_limited(1))
+    try:
+        async with alerting(tmp_path, [{"name": "s", "type": "slack", "url": slack.url}]) as svc:
+            await svc.observe([anomaly()])
+            await svc.workers["s"].wait_until(lambda s: s.sent == 1)
+            assert [r.status for r in slack.requests] == [429, 200]
+            assert svc.workers["s"].delays[0] >= 1.0
+            body = slack.requests[-1].json
+            assert body["text"] == "[FIRING:1] cpu_high"
+            assert body["blocks"][0]["type"] == "header"
+    finally:
+        await slack.stop()
+
+
+async def test_receiver_down_then_back_delivers_each_id_exactly_once(tmp_path: Path) -> None:
+    hook = SignedWebhookReceiver(SECRET)  # not listening yet: connections are refused
+    sink = {"name": "h", "type": "webhook", "url": hook.url, "secret": SECRET}
+    async with alerting(tmp_path, [sink]) as svc:
+        worker = svc.workers["h"]
+        await svc.observe([anomaly(rule=f"rule{i}") for i in range(5)])  # 5 groups, 5 messages
+        await worker.wait_until(lambda s: s.attempts >= 5)
+        assert hook.requests == []
+        hook.then((503, "busy", {}), (503, "busy", {}))
+        await hook.start()
+        try:
+            await worker.wait_until(lambda s: s.sent == 5)
+        finally:
+            await hook.stop()
+        ids = hook.accepted_ids()
+        assert len(ids) == 5
+        assert len(set(ids)) == 5
+        assert hook.bad_signatures == 0
+        # The id is stable across retries: the 503s were for the first message, same id.
+        first = ids[0]
+        assert [r.headers["webhook-id"] for r in hook.requests[:3]] == [first] * 3
+        # One request in flight, oldest first: the retries backed off, never a storm.
+        failed_attempts = worker.stats.attempts - 5
+        assert failed_attempts == worker.stats.retries >= 6
+        delays = list(worker.delays)
+        capped = [d for d in delays if d < FAST_RETRY["max_delay"] / 2]
+        assert capped == sorted(capped)
+        assert max(delays) <= FAST_RETRY["max_delay"]
+        payload = hook.accepted()[0].json
+        assert payload["version"] == "4"
+        assert payload["id"] == first
+        assert payload["status"] == "firing"
+        assert payload["receiver"] == "h"
+        assert payload["alerts"][0]["labels"]["alertname"] == "rule0"
+        assert payload["alerts"][0]["annotations"]["evidence_threshold"] == "0.9"
+        async with svc.store.db.execute("SELECT state, count(*) FROM outbox GROUP BY 1") as cur:
+            assert await cur.fetchall() == [("delivered", 5)]
+
+
+async def test_resolved_follows_firing_and_alert_row_is_kept(tmp_path: Path) -> None:
+    hook = SignedWebhookReceiver(SECRET)
+    await hook.start()
+    sink = {"name": "h", "type": "webhook", "url": hook.url, "secret": SECRET}
+    try:
+        async with alerting(tmp_path, [sink], group_interval=0.05) as svc:
+            await svc.observe([anomaly()])
+            await svc.workers["h"].wait_until(lambda s: s.sent == 1)
+            await svc.observe([anomaly(status="resolved")])
+            await svc.workers["h"].wait_until(lambda s: s.sent == 2)
+            statuses = [r.json["status"] for r in hook.accepted()]
+            assert statuses == ["firing", "resolved"]
+            async with svc.store.db.execute(
+                "SELECT alertname, state, severity, ends_at IS NOT NULL,"
+                " last_notified_at IS NOT NULL, labels FROM alerts"
+            ) as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            assert row[:5] == ("cpu_high", "resolved", "critical", 1, 1)
+            assert json.loads(row[5])["host"] == "web1"
+    finally:
+        await hook.stop()
+
+
+async def test_alertmanager_keepalive_reposts_with_future_ends_at(tmp_path: Path) -> None:
+    peer = Receiver()
+    await peer.start()
+    dead = f"http://127.0.0.1:{free_port()}"
+    sink = {"name": "am", "type": "alertmanager", "urls": [peer.url, dead], "resend_interval": 0.05}
+    try:
+        async with alerting(tmp_path, [sink]) as svc:
+            await svc.observe([anomaly()])
+            await peer.wait_until(lambda r: len(r.requests) >= 3)  # notification + 2 keep-alives
+            assert svc.workers["am"].stats.sent == 1  # one live peer is enough
+            posts = [r.json for r in peer.requests[:3]]
+            assert all(p[0]["labels"]["alertname"] == "cpu_high" for p in posts)
+            assert all(p[0]["endsAt"] > p[0]["startsAt"] for p in posts)
+            assert {r.path for r in peer.requests} == {"/api/v2/alerts"}
+    finally:
+        await peer.stop()

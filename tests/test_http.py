@@ -1,0 +1,247 @@
+"""/metrics, /readyz and the server's answers to everything else, against an in-process agent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from infrawatch.detect.base import SeriesState
+from infrawatch.exposition import (
+    AgentCollector,
+    AlertView,
+    SinkCounters,
+    label_name,
+    metric_name,
+)
+from infrawatch.latest import LatestValues
+from infrawatch.model import Sample, make_labels
+from infrawatch.queue import BatchQueue
+from infrawatch.stats import AgentStats
+from tests.support_http import ScriptedProducer, base_url, running_agent, settings, wait_until
+
+
+def _parse(text: str) -> dict[str, list[Any]]:
+    """{family name: [samples]} via prometheus-client's own parser (strict about the format)."""
+    return {f.name: list(f.samples) for f in text_string_to_metric_families(text)}
+
+
+def _value(families: dict[str, list[Any]], sample: str, **labels: str) -> float:
+    for samples in families.values():
+        for s in samples:
+            if s.name == sample and s.labels == labels:
+                return float(s.value)
+    raise AssertionError(f"{sample}{labels} not exposed")
+
+
+def test_names_are_converted_per_design() -> None:
+    assert metric_name("system.cpu.utilization") == "system_cpu_utilization"
+    assert metric_name("system.cpu.load_average.1m") == "system_cpu_load_average_1m"
+    assert metric_name("aws.ec2.CPUUtilization.average") == "aws_ec2_cpuutilization_average"
+    # Suffixes reserved for counters/histograms would fail promtool's lint on a gauge.
+    assert metric_name("system.processes.count") == "system_processes_count_value"
+    assert metric_name("aws.sqs.sent.sum") == "aws_sqs_sent_sum_value"
+    assert metric_name("1st.metric-x") == "_1st_metric_x"
+    assert label_name("InstanceId") == "instance_id"
+    assert label_name("mount.point") == "mount_point"
+    assert label_name("__name__") == "exported__name__"
+
+
+async def test_metrics_exposes_series_self_metrics_and_process(tmp_path: Path) -> None:
+    labels = make_labels({"cpu": "0", "mount.point": "/"})
+    producer = ScriptedProducer(
+        make=lambda n: [
+            Sample("system.cpu.utilization", 0.25, time.time(), labels),
+            Sample("system.cpu.utilization", 0.5, time.time()),
+            Sample("system.processes.count", 42.0, time.time()),
+        ]
+    )
+    async with (
+        running_agent(settings(tmp_path), [producer]) as agent,
+        aiohttp.ClientSession() as session,
+    ):
+        await producer.wait_ticks(2)
+        await wait_until(lambda: agent.stats.first_batch_stored)
+        async with session.get(f"{base_url(agent)}/metrics") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            text = await resp.text()
+    families = _parse(text)
+    assert _value(families, "system_cpu_utilization", cpu="0", mount_point="/") == 0.25
+    assert _value(families, "system_cpu_utilization") == 0.5
+    assert _value(families, "system_processes_count_value") == 42.0
+    assert _value(families, "infrawatch_samples_collected_total", producer="test") >= 6
+    assert _value(families, "infrawatch_samples_stored_total", producer="test") >= 3
+    assert (
+        _value(families, "infrawatch_samples_dropped_total", producer="test", reason="queue_full")
+        == 0
+    )
+    assert _value(families, "infrawatch_collector_errors_total", producer="test") == 0
+    assert (
+        _value(families, "infrawatch_producer_last_success_timestamp_seconds", producer="test")
+        > 1e9
+    )
+    assert _value(families, "infrawatch_queue_batches") >= 0
+    assert _value(families, "infrawatch_batch_duration_seconds_count") >= 1
+    assert _value(families, "infrawatch_batch_duration_seconds_bucket", le="+Inf") >= 1
+    assert _value(families, "infrawatch_process_resident_memory_bytes") > 1e6
+    assert _value(families, "infrawatch_process_cpu_seconds_total") > 0
+    assert _value(families, "infrawatch_ready") == 1
+
+
+async def test_readyz_waits_for_the_first_stored_batch(tmp_path: Path) -> None:
+    producer = ScriptedProducer()
+    producer.hang = True
+    async with (
+        running_agent(settings(tmp_path), [producer]) as agent,
+        aiohttp.ClientSession() as session,
+    ):
+        await producer.hanging.wait()
+        async with session.get(f"{base_url(agent)}/readyz") as resp:
+            assert resp.status == 503
+            body = await resp.json()
+        assert body == {"status": "not ready", "store_open": True, "first_batch_stored": False}
+        producer.release.set()
+        await wait_until(lambda: agent.stats.first_batch_stored)
+        async with session.get(f"{base_url(agent)}/readyz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "ready"
+
+
+async def test_other_paths_and_methods_get_plain_errors(tmp_path: Path) -> None:
+    async with (
+        running_agent(settings(tmp_path), [ScriptedProducer()]) as agent,
+        aiohttp.ClientSession() as session,
+    ):
+        url = base_url(agent)
+        probe = "<script>alert(1)</script>"
+        async with session.get(f"{url}/nothing-{probe}?q={probe}") as resp:
+            assert resp.status == 404
+            assert "script" not in await resp.text()
+        for path in ("/", "/metrics/", "/../../etc/passwd", "/static/x", "/healthz.json"):
+            async with session.get(url + path) as resp:
+                assert resp.status == 404, path
+                assert "root:" not in await resp.text()
+        async with session.post(f"{url}/metrics", data=probe) as resp:
+            assert resp.status == 405
+            assert resp.headers["Allow"] == "GET,HEAD"
+            assert "script" not in await resp.text()
+        async with session.delete(f"{url}/healthz") as resp:
+            assert resp.status == 405
+        async with session.head(f"{url}/metrics") as resp:
+            assert resp.status == 200
+        # Compressed only when asked for; Prometheus asks.
+        async with session.get(f"{url}/metrics", headers={"Accept-Encoding": "gzip"}) as resp:
+            assert resp.headers.get("Content-Encoding") == "gzip"
+            assert "infrawatch_build_info" in await resp.text()
+
+
+def test_series_that_stop_reporting_expire() -> None:
+    now = [1000.0]
+    stats = AgentStats()
+    stats.producer("host", 10.0)
+    expired: list[Any] = []
+    latest = LatestValues(stats, clock=lambda: now[0], on_expire=expired.append)
+
+    def proc(pid: int) -> Sample:
+        return Sample("process.cpu.utilization", 0.1, now[0], make_labels({"pid": pid}))
+
+    cpu = Sample("system.cpu.utilization", 0.3, now[0])
+    # Processes are scanned every 30 s while the host ticks every 10 s.
+    for step in range(12):
+        batch = [cpu]
+        if step % 3 == 0:
+            batch += [proc(1)] + ([proc(2)] if step < 3 else [])
+        latest.update("host", batch)
+        now[0] += 10.0
+    keys = {dict(labels).get("pid") for _, labels in (k for k, _ in latest.items())}
+    # pid 1 is refreshed every scan and stays, although it is missing from 2 of 3 ticks;
+    # pid 2 was gone after its second scan and expired a few cadences later.
+    assert keys == {None, "1"}
+    assert expired == [("process.cpu.utilization", make_labels({"pid": 2}))]
+    assert latest.expired == 1
+    # A whole producer going quiet takes its series with it.
+    now[0] += 200.0
+    assert list(latest.items()) == []
+
+
+class _FakeAlerter:
+    def sink_counters(self) -> Iterable[SinkCounters]:
+        return [SinkCounters("discord", sent=3, failed=1, pending=2)]
+
+    def alert_views(self) -> Iterable[AlertView]:
+        return [AlertView("HighCpu", "firing", make_labels({"severity": "critical", "cpu": "0"}))]
+
+    async def observe(self, anomalies: Any) -> None:
+        return None
+
+
+async def test_alerter_hook_exposes_sinks_and_alert_states(tmp_path: Path) -> None:
+    async with (
+        running_agent(settings(tmp_path), [ScriptedProducer()]) as agent,
+        aiohttp.ClientSession() as session,
+    ):
+        agent.alerter = _FakeAlerter()
+        async with session.get(f"{base_url(agent)}/metrics") as resp:
+            families = _parse(await resp.text())
+    assert _value(families, "infrawatch_alert_notifications_sent_total", sink="discord") == 3
+    assert _value(families, "infrawatch_alert_notifications_failed_total", sink="discord") == 1
+    assert _value(families, "infrawatch_alert_notifications_pending", sink="discord") == 2
+    assert (
+        _value(
+            families,
+            "infrawatch_alerts",
+            alertname="HighCpu",
+            alertstate="firing",
+            severity="critical",
+            cpu="0",
+        )
+        == 1
+    )
+
+
+class _FakeDetector:
+    name = "zscore"
+
+    def states(self) -> dict[Any, SeriesState]:
+        return {
+            ("system.cpu.utilization", make_labels({"cpu": "0"})): SeriesState(0.9, True, 7.5),
+            ("system.cpu.utilization", make_labels({"cpu": "1"})): SeriesState(0.1, False, 0.4),
+        }
+
+
+class _View:
+    def __init__(self) -> None:
+        self.stats = AgentStats()
+        self.queue = BatchQueue(10, "drop_oldest", self.stats)
+        self.latest = LatestValues(self.stats)
+        self.alerter: object = None
+
+    def detectors(self) -> list[Any]:
+        return [_FakeDetector()]
+
+    def buffered_samples(self) -> int:
+        return 0
+
+
+def test_detector_states_all_anomalous_or_off() -> None:
+    def render(mode: str) -> dict[str, list[Any]]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(AgentCollector(_View(), mode))
+        return _parse(generate_latest(registry).decode())
+
+    every = render("all")
+    cpu0 = {"detector": "zscore", "metric": "system_cpu_utilization", "cpu": "0"}
+    cpu1 = {**cpu0, "cpu": "1"}
+    assert _value(every, "infrawatch_detector_anomalous", **cpu0) == 1
+    assert _value(every, "infrawatch_detector_anomalous", **cpu1) == 0
+    assert _value(every, "infrawatch_detector_statistic", **cpu0) == 7.5
+    only = render("anomalous")
+    assert _value(only, "infrawatch_detector_statistic", **cpu0) == 7.5
+    assert len(only["infrawatch_detector_anomalous"]) == 1
+    assert render("off")["infrawatch_detector_anomalous"] == []

@@ -1,0 +1,93 @@
+"""The real agent's /metrics passes `promtool check metrics` and is scraped by a real Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.agentproc import AgentProcess, write_config
+from tests.support_http import PrometheusServer
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("promtool") is None or shutil.which("prometheus") is None,
+    reason="Debian's prometheus package is not installed (make test installs it)",
+)
+
+CONFIG = """
+[host]
+interval = 1
+process_interval = 1
+top_processes = 3
+
+[http]
+listen = "127.0.0.1:0"
+"""
+
+
+@pytest.fixture
+async def agent(tmp_path: Path) -> AsyncIterator[tuple[AgentProcess, str]]:
+    proc = await AgentProcess(write_config(tmp_path, CONFIG)).start()
+    try:
+        listening = await proc.wait_for("http.listening")
+        yield proc, f"127.0.0.1:{listening['port']}"
+    finally:
+        assert await proc.stop() == 0, proc.stderr
+
+
+async def _metrics_when_ready(session: aiohttp.ClientSession, target: str) -> str:
+    # /readyz flips once the first batch is stored (another process: poll it, bounded).
+    for _ in range(200):
+        async with session.get(f"http://{target}/readyz") as resp:
+            if resp.status == 200:
+                break
+        await asyncio.sleep(0.05)
+    async with session.get(f"http://{target}/metrics") as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+async def test_promtool_check_metrics_passes(agent: tuple[AgentProcess, str]) -> None:
+    _, target = agent
+    async with aiohttp.ClientSession() as session:
+        text = await _metrics_when_ready(session, target)
+    assert "system_cpu_utilization" in text
+    check = await asyncio.create_subprocess_exec(
+        "promtool",
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await check.communicate(text.encode())
+    assert check.returncode == 0, (out + err).decode()
+    assert (out + err).decode().strip() == ""
+
+
+async def test_prometheus_scrapes_the_agent(
+    agent: tuple[AgentProcess, str], tmp_path: Path
+) -> None:
+    _, target = agent
+    with PrometheusServer(tmp_path, {"infrawatch": target}) as prom:
+        async with aiohttp.ClientSession() as session:
+            up = await prom.wait_for(
+                session,
+                'up{job="infrawatch"}',
+                lambda r: bool(r) and r[0]["value"][1] == "1",
+            )
+            assert up[0]["metric"]["instance"] == target
+            cpu = await prom.wait_for(
+                session, 'system_cpu_utilization{job="infrawatch"}', lambda r: bool(r)
+            )
+            values = [float(r["value"][1]) for r in cpu]
+            assert all(0.0 <= v <= 1.0 for v in values)
+            # Self-metrics arrive too, with the producer label intact.
+            stored = await prom.wait_for(
+                session, 'infrawatch_samples_stored_total{producer="host"}', lambda r: bool(r)
+            )
+            assert float(stored[0]["value"][1]) > 0

@@ -1,0 +1,139 @@
+"""Z-score: steps and spikes fire, flat or quantised series do not, one excursion fires once."""
+
+from __future__ import annotations
+
+import pytest
+
+from infrawatch.detect.config import AnalysisConfig, ZScoreConfig
+from infrawatch.detect.zscore import ZScoreDetector, score_of
+from tests.support_detect import feed, noisy, statuses
+
+KEY = ("m", ())
+
+
+def firing(changes: list) -> list[int]:  # type: ignore[type-arg]
+    """Indices of firing changes."""
+    return [i for i, a in changes if a.status == "firing"]
+
+
+def test_score_is_calibrated_at_the_threshold() -> None:
+    assert score_of(5.0, 5.0) == 0.5
+    assert score_of(0.0, 5.0) == 0.0
+    assert 0.5 < score_of(6.0, 5.0) < score_of(1e9, 5.0) < 1.0
+    assert score_of(1e9, 5.0) > score_of(1e8, 5.0)  # no saturation: huge still ranks above big
+
+
+def test_step_change_fires_once_and_resolves_after_adapting() -> None:
+    det = ZScoreDetector(ZScoreConfig())
+    values = noisy(600) + noisy(600, level=20.0, seed=2)
+    changes = feed(det, values)
+    assert firing(changes) == [600]
+    first = changes[0][1]
+    assert first.detector == "zscore"
+    assert first.evidence["z"] > 5
+    assert first.score >= 0.5
+    assert "σ above the 1d mean" in first.summary
+    # A level step never repeats its detection while the baseline catches up.
+    assert len(firing(changes)) == 1
+
+
+def test_spike_up_and_down_are_detected_with_direction() -> None:
+    values = noisy(500)
+    values[400] = 30.0
+    # Suppression is shared by both directions: the dip must beat the spike to count.
+    values[450] = -25.0
+    both = feed(ZScoreDetector(ZScoreConfig()), values)
+    assert firing(both) == [400, 450]
+    up = feed(ZScoreDetector(ZScoreConfig(direction="up")), values)
+    assert firing(up) == [400]
+    down = feed(ZScoreDetector(ZScoreConfig(direction="down")), values)
+    assert firing(down) == [450]
+
+
+def test_flat_series_with_tiny_noise_does_not_fire() -> None:
+    det = ZScoreDetector(ZScoreConfig())
+    assert feed(det, [v * 1e-9 + 5.0 for v in noisy(2000)]) == []
+
+
+def test_quantised_series_stuck_at_zero_then_one_step_is_not_infinite() -> None:
+    det = ZScoreDetector(ZScoreConfig())
+    values = [0.0] * 300 + [0.01, 0.0, 0.0, 0.01] * 100
+    values[150] = 0.01  # the quantisation step is learnt from an early blip
+    assert feed(det, values) == []
+    assert det.states()[KEY].value is not None
+
+
+def test_same_excursion_is_not_reported_twice() -> None:
+    det = ZScoreDetector(ZScoreConfig(resolve_ratio=1.0))
+    values = noisy(500)
+    # An excursion that wobbles around the firing point: it may resolve, but must not re-fire.
+    for i, v in enumerate([18.0, 14.0, 19.0, 13.0, 18.5, 16.0]):
+        values[400 + i] = v
+    changes = feed(det, values)
+    assert firing(changes) == [400]
+    scores = []
+    det2 = ZScoreDetector(ZScoreConfig(resolve_ratio=1.0))
+    for i, v in enumerate(values):
+        feed(det2, [v], start=1_700_000_000.0 + i * 300)
+        scores.append(det2.score(KEY))
+    assert [i for i, s in enumerate(scores) if s >= 0.5] == [400]  # only new maxima score
+    assert max(scores[401:]) < 0.5
+
+
+def test_no_firing_before_min_samples() -> None:
+    det = ZScoreDetector(ZScoreConfig(min_samples=100))
+    values = noisy(150)
+    values[50] = 100.0
+    values[120] = 100.0
+    assert firing(feed(det, values)) == [120]
+
+
+def test_seasonal_change_catches_a_broken_daily_pattern() -> None:
+    import math
+
+    day = 288
+    values = [
+        10 + 5 * math.sin(2 * math.pi * i / day) + 0.1 * n
+        for i, n in enumerate(noisy(day * 4, 0, 1))
+    ]
+    # Day 4: the pattern is flipped during two hours, staying inside the usual range.
+    for i in range(day * 3 + 60, day * 3 + 84):
+        values[i] = 10 - 5 * math.sin(2 * math.pi * i / day)
+    with_season = feed(ZScoreDetector(ZScoreConfig()), values)
+    assert firing(with_season)
+    assert firing(with_season)[0] >= day * 3 + 60
+    assert with_season[0][1].evidence["feature"] == "seasonal_change"
+    assert "change vs 1d ago" in with_season[0][1].summary
+    without = feed(ZScoreDetector(ZScoreConfig(seasonal=False)), values)
+    assert firing(without) == []
+
+
+def test_overrides_by_glob_change_or_disable_series() -> None:
+    config = AnalysisConfig.model_validate(
+        {
+            "zscore": {
+                "overrides": [
+                    {"metric": "quiet.*", "enabled": False},
+                    {"metric": "loud", "threshold": 50},
+                ]
+            }
+        }
+    ).zscore
+    values = noisy(400)
+    values[300] = 30.0
+    assert firing(feed(ZScoreDetector(config), values, name="m")) == [300]
+    assert feed(ZScoreDetector(config), values, name="quiet.x") == []
+    assert feed(ZScoreDetector(config), values, name="loud") == []
+
+
+@pytest.mark.parametrize("gap", [0.0, -300.0])
+def test_duplicate_or_out_of_order_timestamps_are_harmless(gap: float) -> None:
+    det = ZScoreDetector(ZScoreConfig())
+    changes = feed(det, noisy(300))
+    assert changes == []
+    from infrawatch.model import Sample
+
+    assert det.observe(Sample("m", 10.0, 1_700_000_000.0 + 299 * 300 + gap)) == []
+    assert statuses(feed(det, [40.0], start=1_700_000_000.0 + 300 * 300)) == [
+        (0, "firing", "warning")
+    ]
