@@ -263,25 +263,18 @@ class Store:
 
     async def write(self, samples: Sequence[Sample], anomalies: Sequence[Anomaly] = ()) -> None:
         """Persist one batch of samples and anomalies in a single transaction."""
-        async with self.lock:
-            await self._write(samples, anomalies)
-
-    async def _write(self, samples: Sequence[Sample], anomalies: Sequence[Anomaly]) -> None:
-        db = self.db
-        await db.execute("BEGIN IMMEDIATE")
         try:
-            ids = await self.series_ids([s.key for s in samples] + [a.key for a in anomalies])
-            await db.executemany(_UPSERT_SAMPLE, [(ids[s.key], s.ts, s.value) for s in samples])
-            if samples:
-                times = [s.ts for s in samples]
-                await db.execute(_MARK_ROLLUP_PENDING, (min(times), max(times)))
-            if anomalies:
-                await db.executemany(
-                    _INSERT_ANOMALY, [_anomaly_row(ids[a.key], a) for a in anomalies]
-                )
-            await db.execute("COMMIT")
+            async with self.transaction() as db:
+                ids = await self.series_ids([s.key for s in samples] + [a.key for a in anomalies])
+                await db.executemany(_UPSERT_SAMPLE, [(ids[s.key], s.ts, s.value) for s in samples])
+                if samples:
+                    times = [s.ts for s in samples]
+                    await db.execute(_MARK_ROLLUP_PENDING, (min(times), max(times)))
+                if anomalies:
+                    await db.executemany(
+                        _INSERT_ANOMALY, [_anomaly_row(ids[a.key], a) for a in anomalies]
+                    )
         except BaseException:
-            await _rollback(db)
             # A rolled-back insert may have cached ids of series rows that no longer exist.
             self._series_ids.clear()
             raise
@@ -291,12 +284,17 @@ class Store:
         """BEGIN IMMEDIATE … COMMIT under `lock` (rolled back if the body raises)."""
         async with self.lock:
             db = self.db
-            await db.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN is inside the try: a task cancelled while BEGIN runs on aiosqlite's
+                # thread must still roll back, or the next user of the connection finds a
+                # transaction already open.
+                await db.execute("BEGIN IMMEDIATE")
                 yield db
                 await db.execute("COMMIT")
             except BaseException:
-                await _rollback(db)
+                # Shielded so a second cancellation can't skip it; aiosqlite runs calls in
+                # order, so the rollback lands before any later BEGIN on this connection.
+                await asyncio.shield(_rollback(db))
                 raise
 
     async def history(self, key: SeriesKey, since: float) -> list[tuple[float, float]]:

@@ -21,6 +21,8 @@ from infrawatch.stats import SinkStats
 
 log = get_logger("infrawatch.alerting")
 
+OUTBOX_ERROR_PAUSE = 1.0  # seconds a worker waits after failing to record an attempt
+
 
 def backoff_delay(failures: int, cfg: RetryConfig, rng: random.Random) -> float:
     """Seconds before the next attempt after `failures` failed ones ("equal jitter").
@@ -84,7 +86,15 @@ class SinkWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
                 continue
-            await self.attempt(self.queue[0])
+            try:
+                await self.attempt(self.queue[0])
+            except Exception as exc:
+                # The outbox row couldn't be updated (database locked, disk full): keep the
+                # worker alive and pause; the item stays pending and is retried.
+                log.error(
+                    "sink.outbox_error", sink=self.sink.name, error=f"{type(exc).__name__}: {exc}"
+                )
+                self._not_before = self.clock() + OUTBOX_ERROR_PAUSE
 
     def _wait_needed(self) -> float | None:
         """None: nothing to do; else seconds until the head item may be tried."""

@@ -163,7 +163,15 @@ class AlertService:
                 await asyncio.wait(self._tasks, timeout=max(0.0, deadline - self.clock()))
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for task, outcome in zip(
+                self._tasks, await asyncio.gather(*self._tasks, return_exceptions=True), strict=True
+            ):
+                if isinstance(outcome, Exception):
+                    log.error(
+                        "sink.worker_crashed",
+                        task=task.get_name(),
+                        error=f"{type(outcome).__name__}: {outcome}",
+                    )
             try:
                 async with asyncio.timeout(max(0.0, deadline - self.clock())):
                     await self._step()
