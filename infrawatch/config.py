@@ -323,7 +323,11 @@ def _masked(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "**********" if value.get_secret_value() else ""
     if isinstance(value, BaseModel):
-        return {k: _masked(getattr(value, k)) for k in type(value).model_fields}
+        # Keys as written in TOML: a field named `for_` is configured as `for`.
+        return {
+            (field.alias or name): _masked(getattr(value, name))
+            for name, field in type(value).model_fields.items()
+        }
     if isinstance(value, list | tuple):
         return [_masked(v) for v in value]
     if isinstance(value, dict):
@@ -350,9 +354,9 @@ def effective_items(loaded: LoadedConfig) -> Iterator[tuple[str, Any, str]]:
         return "default"
 
     def walk(model: BaseModel, prefix: tuple[str, ...]) -> Iterator[tuple[str, Any, str]]:
-        for name in type(model).model_fields:
+        for name, field in type(model).model_fields.items():
             value = getattr(model, name)
-            path = (*prefix, name)
+            path = (*prefix, field.alias or name)
             if isinstance(value, BaseModel):
                 yield from walk(value, path)
             else:
