@@ -7,7 +7,8 @@ Every CSV under DIR (`timestamp,value`) is fed causally, one sample at a time, w
 timestamps as sample times, through the detectors `build_detectors` makes from the *default*
 `AnalysisConfig` — the agent's own code path. Each row's anomaly_score is the highest calibrated
 score of the detectors (0.5 = the agent's firing point). Without --detector the whole default set
-runs; `--detector zscore` (or novelty, threshold, gaussian) scores one detector alone;
+runs; `--detector zscore` (or novelty, threshold, gaussian) scores one detector alone, with the
+others disabled (the Z-score detector's automatic threshold differs alone and beside novelty);
 `gaussian` is the plain expanding-window Gaussian z-score baseline (bench/baseline_gaussian.py).
 `--set zscore.threshold=5` changes one setting (for exploring; reported numbers use defaults).
 Writes OUT/infrawatch/<category>/infrawatch_<file>.csv with timestamp,value,anomaly_score,label;
@@ -57,13 +58,24 @@ def make_config(settings: Sequence[str]) -> AnalysisConfig:
     return AnalysisConfig.model_validate(data)
 
 
+def alone(name: str, config: AnalysisConfig) -> AnalysisConfig:
+    """`config` with every other detector disabled: `name` as the agent runs it on its own."""
+    return config.model_copy(
+        update={
+            "threshold": config.threshold if name == "threshold" else [],
+            "zscore": config.zscore.model_copy(update={"enabled": name == "zscore"}),
+            "novelty": config.novelty.model_copy(update={"enabled": name == "novelty"}),
+        }
+    )
+
+
 def detectors_for(name: str | None, config: AnalysisConfig) -> list[Detector]:
-    """The default detector set, or just the one named."""
+    """The default detector set, or the one named as it runs when it is the only one enabled."""
     if name == "gaussian":
         return [GaussianBaseline()]
-    detectors = build_detectors(config)
     if name is None:
-        return detectors
+        return build_detectors(config)
+    detectors = build_detectors(alone(name, config))
     chosen = [d for d in detectors if d.name == name]
     if not chosen:
         raise SystemExit(f"no enabled detector named {name!r}: {[d.name for d in detectors]}")

@@ -234,10 +234,15 @@ class AgentCollector(Collector):
     def _detector_states(
         self, detectors: list[tuple[str, list[tuple[SeriesKey, SeriesState]]]]
     ) -> Iterator[Metric]:
-        # Two samples per series and detector: the decision and the statistic behind it (z).
-        # The calibrated score is left out to keep a 10,000-series scrape affordable.
+        # Per series and detector: the decision, the calibrated score (0.5 = firing point, what
+        # detectors combine by maximum) and the statistic behind it (z). Many-series agents can
+        # keep scrapes small with http.detector_states = "anomalous".
         anomalous = _gauge(
             "infrawatch_detector_anomalous", "1 while the detector finds the series anomalous"
+        )
+        score = _gauge(
+            "infrawatch_detector_score",
+            "Calibrated anomaly score in [0, 1]; 0.5 is the detector's firing point",
         )
         statistic = _gauge(
             "infrawatch_detector_statistic",
@@ -257,9 +262,10 @@ class AgentCollector(Collector):
                         **prom_labels(key[1], ("detector", "metric")),
                     }
                 anomalous.add_sample(anomalous.name, label_dict, 1.0 if state.anomalous else 0.0)
+                score.add_sample(score.name, label_dict, state.score)
                 if state.value is not None:
                     statistic.add_sample(statistic.name, label_dict, state.value)
-        yield from (anomalous, statistic)
+        yield from (anomalous, score, statistic)
 
     # -- alerting ------------------------------------------------------------------------------
 

@@ -241,6 +241,8 @@ def test_detector_states_all_anomalous_or_off() -> None:
     assert _value(every, "infrawatch_detector_anomalous", **cpu0) == 1
     assert _value(every, "infrawatch_detector_anomalous", **cpu1) == 0
     assert _value(every, "infrawatch_detector_statistic", **cpu0) == 7.5
+    assert _value(every, "infrawatch_detector_score", **cpu0) == 0.9
+    assert _value(every, "infrawatch_detector_score", **cpu1) == 0.1
     only = render("anomalous")
     assert _value(only, "infrawatch_detector_statistic", **cpu0) == 7.5
     assert len(only["infrawatch_detector_anomalous"]) == 1

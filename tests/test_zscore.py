@@ -137,3 +137,22 @@ def test_duplicate_or_out_of_order_timestamps_are_harmless(gap: float) -> None:
     assert statuses(feed(det, [40.0], start=1_700_000_000.0 + 300 * 300)) == [
         (0, "firing", "warning")
     ]
+
+
+def test_automatic_threshold_is_higher_beside_novelty() -> None:
+    # A z of about 8: fires when Z runs alone (z 5), not beside novelty (z 15), unless set.
+    values = noisy(600)
+    values[500] = 18.0
+    analysis = AnalysisConfig()
+    alone = feed(ZScoreDetector(analysis.zscore), values)
+    beside = feed(ZScoreDetector(analysis.zscore, analysis.novelty), values)
+    assert firing(alone) == [500]
+    assert firing(beside) == []
+    assert alone[0][1].evidence["threshold"] == 5.0
+    explicit = ZScoreConfig(threshold=5.0)
+    assert firing(feed(ZScoreDetector(explicit, analysis.novelty), values)) == [500]
+    # A metric novelty is disabled for keeps the stand-alone threshold.
+    off = AnalysisConfig.model_validate(
+        {"novelty": {"overrides": [{"metric": "m", "enabled": False}]}}
+    )
+    assert firing(feed(ZScoreDetector(off.zscore, off.novelty), values)) == [500]

@@ -15,7 +15,8 @@ def build_detectors(config: AnalysisConfig) -> list[Detector]:
     if config.threshold:
         detectors.append(ThresholdDetector(config.threshold))
     if config.zscore.enabled:
-        detectors.append(ZScoreDetector(config.zscore))
+        beside = config.novelty if config.novelty.enabled else None
+        detectors.append(ZScoreDetector(config.zscore, beside))
     if config.novelty.enabled:
         detectors.append(NoveltyDetector(config.novelty))
     return detectors

@@ -109,8 +109,10 @@ class ZScoreConfig(_Model):
     """`[analysis.zscore]`: streaming EWMA z-score of the level and of the day-over-day change."""
 
     enabled: bool = True
-    # |z| at which a detection fires (score 0.5).
-    threshold: float = Field(5.0, gt=0)
+    # |z| at which a detection fires (score 0.5). None = automatic, per series: 15 where range
+    # novelty also runs (Z is then a backstop for extreme jumps: below z 15 it only added false
+    # positives to the set on NAB), 5 where it runs alone (its best threshold alone).
+    threshold: float | None = Field(None, gt=0)
     # Time constant of the exponentially weighted baseline (mean and spread), seconds.
     window: Seconds = 86400.0
     # Samples a series needs before it may fire.

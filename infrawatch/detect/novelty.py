@@ -92,21 +92,40 @@ class _Range:
         self.cur_n += 1
         self.n += 1
         if self.cur_n >= p.block_samples and ts - self.cur_start >= p.block_seconds:
-            self.los.append(self.cur_lo)
-            self.his.append(self.cur_hi)
-            self.starts.append(self.cur_start)
-            if len(self.los) > p.blocks:
-                self.los.popleft()
-                self.his.popleft()
-                self.starts.popleft()
-                self.lo_all = min(self.los)
-                self.hi_all = max(self.his)
-            else:
-                self.lo_all = min(self.lo_all, self.cur_lo)
-                self.hi_all = max(self.hi_all, self.cur_hi)
-            self.cur_lo = math.inf
-            self.cur_hi = -math.inf
-            self.cur_n = 0
+            self._close(p)
+
+    def _close(self, p: NParams) -> None:
+        """Close the open block and drop the oldest beyond `blocks`."""
+        self.los.append(self.cur_lo)
+        self.his.append(self.cur_hi)
+        self.starts.append(self.cur_start)
+        if len(self.los) > p.blocks:
+            self.los.popleft()
+            self.his.popleft()
+            self.starts.popleft()
+            self.lo_all = min(self.los)
+            self.hi_all = max(self.his)
+        else:
+            self.lo_all = min(self.lo_all, self.cur_lo)
+            self.hi_all = max(self.hi_all, self.cur_hi)
+        self.cur_lo = math.inf
+        self.cur_hi = -math.inf
+        self.cur_n = 0
+
+    def add_span(
+        self, lo: float, hi: float, count: int, first: float, last: float, p: NParams
+    ) -> None:
+        """Fold in `count` values within [lo, hi] seen over [first, last] (restore from rollups)."""
+        if self.cur_n == 0:
+            self.cur_start = first
+        if lo < self.cur_lo:
+            self.cur_lo = lo
+        if hi > self.cur_hi:
+            self.cur_hi = hi
+        self.cur_n += count
+        self.n += count
+        if self.cur_n >= p.block_samples and last - self.cur_start >= p.block_seconds:
+            self._close(p)
 
     def bounds(self) -> tuple[float, float]:
         """(min, max) over the whole retained history."""
@@ -156,7 +175,8 @@ class _NState:
         self.evidence: tuple[int, float, float, float, float] | None = None
 
 
-def _params(config: NoveltyConfig, key: SeriesKey) -> NParams | None:
+def novelty_params(config: NoveltyConfig, key: SeriesKey) -> NParams | None:
+    """Effective settings for `key` (its first matching override applied); None if disabled."""
     merged = config.model_dump(exclude={"overrides"})
     for override in config.overrides:
         if matches(key, override.metric, override.labels):
@@ -234,7 +254,7 @@ class NoveltyDetector:
         try:
             st = self._series[key]
         except KeyError:
-            params = _params(self.config, key)
+            params = novelty_params(self.config, key)
             st = self._series[key] = _NState(params) if params is not None else None
         if st is None or x != x:
             return []
