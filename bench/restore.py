@@ -1,6 +1,6 @@
 """Start-up restore cost: time `restore_detectors` on a realistic database.
 
-Usage: python bench/restore.py [--db PATH] [--series 50] [--days 7] [--step 10]
+Usage: python bench/restore.py [--db PATH] [--raw-only] [--series 50] [--days 7] [--step 10]
 
 Builds (once; reused if PATH exists) a database like a host agent's after a week: `--series`
 series sampled every `--step` seconds for `--days` days through `Store.write`, rolled up by
@@ -16,6 +16,7 @@ import asyncio
 import math
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,7 +68,7 @@ async def stall_meter(stop: asyncio.Event, worst: list[float]) -> None:
         last = now
 
 
-async def measure(path: Path) -> None:
+async def measure(path: Path, *, use_rollups: bool) -> None:
     """Restore the default detector set once and print the numbers."""
     async with Store(path) as store:
         detectors = build_detectors(AnalysisConfig())
@@ -76,30 +77,37 @@ async def measure(path: Path) -> None:
         meter = asyncio.create_task(stall_meter(stop, worst))
         started = time.perf_counter()
         result = await restore_detectors(
-            store, detectors, now=END, max_history=StorageConfig().retention
+            store,
+            detectors,
+            now=END,
+            max_history=StorageConfig().retention,
+            use_rollups=use_rollups,
         )
         elapsed = time.perf_counter() - started
         stop.set()
         await meter
     print(
         f"restore: {elapsed:.2f} s wall, {result.samples} raw samples replayed,"
-        f" {result.series} series, longest event-loop stall {worst[0] * 1000:.0f} ms"
+        f" {result.series} series ({result.seeded} seeded from rollups),"
+        f" longest event-loop stall {worst[0] * 1000:.0f} ms"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the database if needed, then time one restore."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", type=Path, default=Path("/tmp/infrawatch-restore-bench.db"))
+    default_db = Path(tempfile.gettempdir()) / "infrawatch-restore-bench.db"
+    parser.add_argument("--db", type=Path, default=default_db)
     parser.add_argument("--series", type=int, default=50)
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--step", type=float, default=10.0)
+    parser.add_argument("--raw-only", action="store_true", help="replay raw samples only")
     args = parser.parse_args(argv)
     if not args.db.exists():
         started = time.perf_counter()
         rows = asyncio.run(build(args.db, args.series, args.days, args.step))
         print(f"built {args.db}: {rows} samples in {time.perf_counter() - started:.0f} s")
-    asyncio.run(measure(args.db))
+    asyncio.run(measure(args.db, use_rollups=not args.raw_only))
     return 0
 
 

@@ -6,8 +6,10 @@ import json
 import math
 from pathlib import Path
 
+from infrawatch import rollup
 from infrawatch.detect import build_detectors
 from infrawatch.detect.config import AnalysisConfig
+from infrawatch.detect.novelty import NoveltyDetector
 from infrawatch.detect.restore import restore_detectors
 from infrawatch.model import Anomaly, Sample
 from infrawatch.store import Store
@@ -58,7 +60,10 @@ async def test_restored_detectors_decide_like_an_uninterrupted_run(tmp_path: Pat
         await store.write(data[:split])
     async with Store(tmp_path / "a.db") as store:
         restarted = build_detectors(config)
-        result = await restore_detectors(store, restarted, now=data[split - 1].ts)
+        # Raw replay only: the exact path (the rollup-seeded one is tested below).
+        result = await restore_detectors(
+            store, restarted, now=data[split - 1].ts, use_rollups=False
+        )
         assert result.samples == split
         assert result.series == 2
         assert decisions(restarted, data[split:]) == expected
@@ -103,3 +108,40 @@ async def test_restore_reads_only_the_needed_history_and_anomalies_are_stored(
         needed = {"zscore": "z", "threshold": "level", "novelty": "exceedance"}[detector]
         assert needed in parsed
         assert status in ("firing", "resolved")
+
+
+async def test_restore_from_rollups_keeps_the_ranges_and_decisions(tmp_path: Path) -> None:
+    # The agent's path: novelty's far past comes from rollups, only its last 12 h (two
+    # refractory periods) and the other detectors' histories from raw samples.
+    config = AnalysisConfig()
+    data = samples()
+    split = 2 * 800
+    uninterrupted = build_detectors(config)
+    decisions(uninterrupted, data[:split])
+    expected = decisions(uninterrupted, data[split:])
+    now = data[split - 1].ts
+    async with Store(tmp_path / "c.db") as store:
+        await store.write(data[:split])
+        await rollup.catch_up(store, now=now, raw_retention=1e9, rollup_1m_retention=1e9)
+        restarted = build_detectors(config)
+        result = await restore_detectors(store, restarted, now=now)
+    assert result.seeded == 2
+    before_restart = build_detectors(config)
+    decisions(before_restart, data[:split])
+    novelty = next(d for d in before_restart if isinstance(d, NoveltyDetector))
+    seeded = next(d for d in restarted if isinstance(d, NoveltyDetector))
+    for s in data[:2]:
+        (value, *others), (value2, *others2) = novelty.bounds(s.key), seeded.bounds(s.key)
+        assert value2 == value  # the value's range is exact: rollup min/max
+        for (lo, hi), (lo2, hi2) in zip(others, others2, strict=True):
+            assert lo2 <= lo
+            assert hi2 >= hi
+    # Threshold and Z-score replay raw history: identical decisions and scores. Novelty's wider
+    # seeded ranges give scores no higher than a replay's; on this data the same changes fire.
+    got = decisions(restarted, data[split:])
+    assert [k for k in got if k[0] != "novelty"] == [k for k in expected if k[0] != "novelty"]
+    changes = [k[:3] for k in expected if k[0] == "novelty" and k[2] != "score"]
+    assert any(k[2] == "firing" for k in changes)
+    assert [k[:3] for k in got if k[0] == "novelty" and k[2] != "score"] == changes
+    novelty_scores = [(k, e) for k, e in zip(got, expected, strict=True) if k[0] == "novelty"]
+    assert all(k[4] <= e[4] + 1e-12 for k, e in novelty_scores)

@@ -22,13 +22,14 @@ import math
 from array import array
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from infrawatch.detect.base import SeriesState
 from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
 from infrawatch.model import Anomaly, Sample, SeriesKey
+from infrawatch.rollup import Bucket
 from infrawatch.units import format_duration
 
 NAN = float("nan")
@@ -228,6 +229,68 @@ class NoveltyDetector:
         """The configured history in time (at fast sampling; the sample floor may extend it)."""
         c = self.config
         return max([c.history, *(o.history for o in c.overrides if o.history)]) + c.season
+
+    def raw_seconds(self) -> float:
+        """Raw history a restore must replay once `seed` has rebuilt the older part: two
+        refractory periods (the suppression state), which also cover the rolling median."""
+        c = self.config
+        longest = max([c.refractory, *(o.refractory for o in c.overrides if o.refractory)])
+        return 2.0 * longest
+
+    def seed_step(self) -> int | None:
+        """Seconds per ring slot, if rollups can seed the seasonal ring (else None: no seeding)."""
+        c = self.config
+        width = c.season / c.season_slots
+        if c.overrides or width % 60 or c.season % 3600:
+            return None
+        return int(width)
+
+    def seed(
+        self, key: SeriesKey, history: Sequence[Bucket], width: float, ring: Sequence[Bucket]
+    ) -> None:
+        """Rebuild the far past of `key` from aggregates, before the raw replay of the rest.
+
+        `history`: buckets `width` seconds wide (oldest first); `ring`: the last season before
+        the raw replay, one bucket per ring slot. The value ranges are exact (min/max of the
+        values); the median's are the values' min/max and the seasonal change's are bounded by
+        the bucket's and the season-ago bucket's min/max, both of which contain every true value:
+        a seeded range is never narrower than the replayed one, so seeding never adds a detection
+        that the raw history would not have made by range alone.
+        """
+        st = self._series.get(key)
+        if st is None:
+            params = novelty_params(self.config, key)
+            if params is None:
+                self._series[key] = None
+                return
+            st = self._series[key] = _NState(params)
+        p = st.p
+        season = p.slot_width * p.slots
+        by_ts = {b.ts: b for b in history}
+        seen_lo, seen_hi = math.inf, -math.inf
+        value, median, change = st.ranges
+        for b in history:
+            end = b.ts + width
+            value.add_span(b.min, b.max, b.count, b.ts, end, p)
+            median.add_span(b.min, b.max, b.count, b.ts, end, p)
+            if p.seasonal:
+                # A change is a value minus an earlier one of its slot: today's or a season ago.
+                ago = by_ts.get(b.ts - season)
+                ago_lo, ago_hi = (ago.min, ago.max) if ago is not None else (seen_lo, seen_hi)
+                lo = b.min - max(b.max, ago_hi)
+                hi = b.max - min(b.min, ago_lo)
+                change.add_span(lo, hi, b.count, b.ts, end, p)
+            seen_lo = min(seen_lo, b.min)
+            seen_hi = max(seen_hi, b.max)
+        if st.ring is not None:
+            for b in ring:
+                # The ring holds the latest value of each slot: the bucket's last one.
+                st.ring[int(b.ts // p.slot_width) % p.slots] = b.last
+
+    def bounds(self, key: SeriesKey) -> list[tuple[float, float]]:
+        """(min, max) of each feature's history for `key` (value, median, seasonal change)."""
+        st = self._series.get(key)
+        return [r.bounds() for r in st.ranges] if st is not None else []
 
     def score(self, key: SeriesKey) -> float:
         """Score of the latest sample of `key`."""
