@@ -19,7 +19,6 @@ Score = e / (e + threshold) for the weighted exceedance e: 0.5 exactly at the th
 from __future__ import annotations
 
 import math
-from array import array
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from infrawatch.detect.base import SeriesState
 from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
+from infrawatch.detect.seasonal import SeasonalRing
 from infrawatch.model import Anomaly, Sample, SeriesKey
 from infrawatch.rollup import Bucket
 from infrawatch.units import format_duration
@@ -163,7 +163,7 @@ class _NState:
         self.ranges = (_Range(), _Range(), _Range())
         self.recent: deque[float] = deque()
         self.sorted_recent: list[float] = []
-        self.ring: array[float] | None = array("f", [NAN]) * p.slots if p.seasonal else None
+        self.ring = SeasonalRing(p.slot_width, p.slots) if p.seasonal else None
         self.peak_prev = 0.0
         self.peak_cur = 0.0
         self.block_end_n = 0
@@ -284,8 +284,8 @@ class NoveltyDetector:
             seen_hi = max(seen_hi, b.max)
         if st.ring is not None:
             for b in ring:
-                # The ring holds the latest value of each slot: the bucket's last one.
-                st.ring[int(b.ts // p.slot_width) % p.slots] = b.last
+                # The ring holds each slot's mean one season ago.
+                st.ring.seed(b.ts, b.mean)
 
     def bounds(self, key: SeriesKey) -> list[tuple[float, float]]:
         """(min, max) of each feature's history for `key` (value, median, seasonal change)."""
@@ -337,11 +337,7 @@ class NoveltyDetector:
         change = NAN
         ring = st.ring
         if ring is not None:
-            slot = int(ts // p.slot_width) % p.slots
-            before = ring[slot]
-            ring[slot] = x
-            if before == before:
-                change = x - before
+            change = ring.change(ts, x)
         best = 0.0
         best_f = -1
         ranges = st.ranges

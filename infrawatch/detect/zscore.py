@@ -19,7 +19,6 @@ Score = z / (z + threshold): 0 at z = 0, exactly 0.5 at the threshold, → 1 as 
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from infrawatch.detect.base import SeriesState
 from infrawatch.detect.config import NoveltyConfig, ZScoreConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.novelty import novelty_params
+from infrawatch.detect.seasonal import SeasonalRing
 from infrawatch.model import Anomaly, Sample, SeriesKey
 from infrawatch.units import format_duration
 
@@ -90,10 +90,10 @@ class _ZState:
         self.mean = x
         self.var = 0.0
         self.quant = math.inf
-        self.ring: array[float] | None = None
+        self.ring: SeasonalRing | None = None
         if p.seasonal:
-            self.ring = array("f", [NAN]) * p.slots
-            self.ring[int(ts // p.slot_width) % p.slots] = x
+            self.ring = SeasonalRing(p.slot_width, p.slots)
+            self.ring.change(ts, x)
         self.dn = 0
         self.dmean = 0.0
         self.dvar = 0.0
@@ -231,11 +231,8 @@ class ZScoreDetector:
         seasonal_d = NAN
         ring = st.ring
         if ring is not None:
-            slot = int(ts // p.slot_width) % p.slots
-            before = ring[slot]
-            ring[slot] = x
-            if before == before:
-                d = x - before
+            d = ring.change(ts, x)
+            if d == d:
                 seasonal_d = d
                 dspread = math.sqrt(st.dvar)
                 if dspread < floor:

@@ -1,0 +1,51 @@
+"""The seasonal reference at fast sampling: each sample is compared with the same time a season
+ago, not with the sample just before it in its slot."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from infrawatch.detect.seasonal import SeasonalRing
+
+DAY = 86400.0
+STEP = 10.0  # seconds between samples, as the host producer samples
+
+
+def daily(ts: float) -> float:
+    """A smooth daily pattern."""
+    return 50.0 + 20.0 * math.sin(2 * math.pi * (ts % DAY) / DAY)
+
+
+def test_no_reference_before_a_season_has_passed() -> None:
+    ring = SeasonalRing(width=300.0, slots=288)
+    assert math.isnan(ring.change(0.0, 1.0))
+    assert math.isnan(ring.change(DAY - STEP, 1.0))
+
+
+def test_a_repeated_day_changes_little_and_a_shift_is_held_for_the_whole_slot() -> None:
+    ring = SeasonalRing(width=300.0, slots=288)
+    ts = 0.0
+    while ts < DAY:
+        ring.change(ts, daily(ts))
+        ts += STEP
+    # Day 2, same pattern: the change is bounded by the pattern's movement within one slot.
+    repeat = []
+    while ts < DAY + 43200.0:
+        repeat.append(ring.change(ts, daily(ts)))
+        ts += STEP
+    assert max(abs(c) for c in repeat) < 1.0
+    # At noon of day 2 the level jumps by 10 and stays: every later sample sees about +10 against
+    # yesterday, not just the first one (a sample-to-sample difference would be ~0 after it).
+    shifted = []
+    while ts < DAY + 43200.0 + 1800.0:
+        shifted.append(ring.change(ts, daily(ts) + 10.0))
+        ts += STEP
+    assert all(c == pytest.approx(10.0, abs=1.0) for c in shifted)
+
+
+def test_seeded_slot_means_are_the_reference() -> None:
+    ring = SeasonalRing(width=300.0, slots=288)
+    ring.seed(600.0, 42.0)
+    assert ring.change(DAY + 650.0, 45.0) == pytest.approx(3.0)
