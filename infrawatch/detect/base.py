@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from infrawatch.model import Anomaly, Sample, SeriesKey
 
@@ -55,3 +55,42 @@ class Detector(Protocol):
     def history_seconds(self) -> float:
         """How much history (seconds) replaying at start-up needs to rebuild the state; 0 = none."""
         ...
+
+
+class ScoredState(Protocol):
+    """What a statistical detector's per-series state exposes."""
+
+    score: float
+    anomalous: bool
+
+    @property
+    def statistic(self) -> float:
+        """The detector's own statistic (z, exceedance) behind the score."""
+        ...
+
+
+S = TypeVar("S", bound=ScoredState)
+
+
+class PerSeriesDetector(Generic[S]):
+    """Bookkeeping shared by detectors with one state object per series (None: disabled)."""
+
+    def __init__(self) -> None:
+        self._series: dict[SeriesKey, S | None] = {}
+
+    def score(self, key: SeriesKey) -> float:
+        """Score of the latest sample of `key` (0.0 if unknown or disabled)."""
+        st = self._series.get(key)
+        return st.score if st is not None else 0.0
+
+    def states(self) -> Mapping[SeriesKey, SeriesState]:
+        """Latest score, anomalous flag and statistic of every tracked series."""
+        return {
+            k: SeriesState(st.score, st.anomalous, st.statistic)
+            for k, st in self._series.items()
+            if st is not None
+        }
+
+    def forget(self, key: SeriesKey) -> None:
+        """Drop a series' state (it has gone away)."""
+        self._series.pop(key, None)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infrawatch.detect.base import SeriesState
+from infrawatch.detect.base import PerSeriesDetector
 from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.seasonal import SeasonalRing
@@ -158,6 +158,11 @@ class _NState:
         "sorted_recent",
     )
 
+    @property
+    def statistic(self) -> float:
+        """The weighted exceedance of the latest sample (shown on /metrics)."""
+        return self.exceed
+
     def __init__(self, p: NParams) -> None:
         self.p = p
         self.ranges = (_Range(), _Range(), _Range())
@@ -216,14 +221,14 @@ def exceedance(x: float, lo: float, hi: float) -> float:
     return (x - hi) / width if x > hi else (lo - x) / width
 
 
-class NoveltyDetector:
+class NoveltyDetector(PerSeriesDetector[_NState]):
     """Scores how far a series goes beyond the range its features covered over a long history."""
 
     name = "novelty"
 
     def __init__(self, config: NoveltyConfig) -> None:
         self.config = config
-        self._series: dict[SeriesKey, _NState | None] = {}
+        super().__init__()
 
     def history_seconds(self) -> float:
         """The configured history in time (at fast sampling; the sample floor may extend it)."""
@@ -291,23 +296,6 @@ class NoveltyDetector:
         """(min, max) of each feature's history for `key` (value, median, seasonal change)."""
         st = self._series.get(key)
         return [r.bounds() for r in st.ranges] if st is not None else []
-
-    def score(self, key: SeriesKey) -> float:
-        """Score of the latest sample of `key`."""
-        st = self._series.get(key)
-        return st.score if st is not None else 0.0
-
-    def states(self) -> Mapping[SeriesKey, SeriesState]:
-        """Latest score, anomalous flag and exceedance of every tracked series."""
-        return {
-            k: SeriesState(st.score, st.anomalous, st.exceed)
-            for k, st in self._series.items()
-            if st is not None
-        }
-
-    def forget(self, key: SeriesKey) -> None:
-        """Drop a series' history."""
-        self._series.pop(key, None)
 
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample against the history, then add it; return firing/resolved changes."""

@@ -19,15 +19,14 @@ Score = z / (z + threshold): 0 at z = 0, exactly 0.5 at the threshold, → 1 as 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from infrawatch.detect.base import SeriesState
+from infrawatch.detect.base import PerSeriesDetector
 from infrawatch.detect.config import NoveltyConfig, ZScoreConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.novelty import novelty_params
 from infrawatch.detect.seasonal import SeasonalRing
-from infrawatch.model import Anomaly, Sample, SeriesKey
+from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
 from infrawatch.units import format_duration
 
 WINSOR = 8.0  # updates are clipped at WINSOR spreads from the mean
@@ -80,6 +79,11 @@ class _ZState:
         "var",
         "z",
     )
+
+    @property
+    def statistic(self) -> float:
+        """The signed z of the latest sample (shown on /metrics)."""
+        return self.z
 
     def __init__(self, p: ZParams, ts: float, x: float) -> None:
         self.p = p
@@ -144,7 +148,7 @@ def _params(
     )
 
 
-class ZScoreDetector:
+class ZScoreDetector(PerSeriesDetector[_ZState]):
     """Streaming z-score of the level and of the seasonal change, per series."""
 
     name = "zscore"
@@ -154,7 +158,7 @@ class ZScoreDetector:
         decides the automatic threshold per series)."""
         self.config = config
         self.novelty = novelty
-        self._series: dict[SeriesKey, _ZState | None] = {}
+        super().__init__()
 
     def history_seconds(self) -> float:
         """Replaying this much history rebuilds a baseline indistinguishable from a long run."""
@@ -163,23 +167,6 @@ class ZScoreDetector:
         # Three time constants leave e^-3 ≈ 5 % of the weight to older samples; the seasonal
         # ring and the suppression blocks need one season and two blocks.
         return max(3.0 * longest, (c.season if c.seasonal else 0.0) + 2.0 * c.suppress)
-
-    def score(self, key: SeriesKey) -> float:
-        """Score of the latest sample of `key`."""
-        st = self._series.get(key)
-        return st.score if st is not None else 0.0
-
-    def states(self) -> Mapping[SeriesKey, SeriesState]:
-        """Latest score, anomalous flag and z of every tracked series."""
-        return {
-            k: SeriesState(st.score, st.anomalous, st.z)
-            for k, st in self._series.items()
-            if st is not None
-        }
-
-    def forget(self, key: SeriesKey) -> None:
-        """Drop a series' baseline."""
-        self._series.pop(key, None)
 
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample, update the baseline, return a firing/resolved change if any."""
@@ -285,33 +272,14 @@ class ZScoreDetector:
         st.z = zsigned
         if score >= 0.5 and not st.anomalous:
             st.anomalous = True
-            return [
-                self._anomaly(
-                    sample,
-                    st,
-                    score,
-                    zsigned,
-                    z,
-                    seasonal_d,
-                    (mean_before, dmean_before, spread),
-                    "firing",
-                )
-            ]
-        if st.anomalous and zbest < p.resolve_z:
+            status: AnomalyStatus = "firing"
+        elif st.anomalous and zbest < p.resolve_z:
             st.anomalous = False
-            return [
-                self._anomaly(
-                    sample,
-                    st,
-                    score,
-                    zsigned,
-                    z,
-                    seasonal_d,
-                    (mean_before, dmean_before, spread),
-                    "resolved",
-                )
-            ]
-        return []
+            status = "resolved"
+        else:
+            return []
+        baseline = (mean_before, dmean_before, spread)
+        return [self._anomaly(sample, st, score, zsigned, z, seasonal_d, baseline, status)]
 
     def _anomaly(
         self,
@@ -322,7 +290,7 @@ class ZScoreDetector:
         zlevel: float,
         seasonal_d: float,
         baseline: tuple[float, float, float],
-        status: str,
+        status: AnomalyStatus,
     ) -> Anomaly:
         """The change with the baseline as it was before this sample: (mean, change mean, σ)."""
         p = st.p
@@ -362,7 +330,7 @@ class ZScoreDetector:
             detector=self.name,
             rule="zscore",
             severity="warning",
-            status="firing" if status == "firing" else "resolved",
+            status=status,
             score=score,
             evidence=evidence,
             summary=what,
