@@ -28,7 +28,7 @@ from infrawatch.detect.base import PerSeriesDetector
 from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.seasonal import SeasonalRing
-from infrawatch.model import Anomaly, Sample, SeriesKey
+from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
 from infrawatch.rollup import Bucket
 from infrawatch.units import format_duration
 
@@ -371,7 +371,7 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
         return []
 
     def _anomaly(
-        self, sample: Sample, st: _NState, score: float, exceed: float, status: str
+        self, sample: Sample, st: _NState, score: float, exceed: float, status: AnomalyStatus
     ) -> Anomaly:
         p = st.p
         evidence: dict[str, float | str] = {"exceedance": exceed, "threshold": p.threshold}
@@ -405,7 +405,7 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             detector=self.name,
             rule="novelty",
             severity="warning",
-            status="firing" if status == "firing" else "resolved",
+            status=status,
             score=score,
             evidence=evidence,
             summary=summary,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from infrawatch.detect.base import SeriesState
 from infrawatch.detect.config import ThresholdRule
 from infrawatch.detect.match import matches
-from infrawatch.model import Anomaly, Sample, SeriesKey, Severity
+from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey, Severity
 from infrawatch.units import format_duration
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -154,7 +154,7 @@ class ThresholdDetector:
         return None
 
     def _anomaly(
-        self, sample: Sample, rule: _Rule, severity: Severity, level: float, status: str
+        self, sample: Sample, rule: _Rule, severity: Severity, level: float, status: AnomalyStatus
     ) -> Anomaly:
         cfg = rule.config
         evidence: dict[str, float | str] = {
@@ -184,7 +184,7 @@ class ThresholdDetector:
             detector=self.name,
             rule=cfg.name,
             severity=severity,
-            status="firing" if status == "firing" else "resolved",
+            status=status,
             score=1.0 if status == "firing" else 0.0,
             evidence=evidence,
             summary=summary,
