@@ -169,8 +169,8 @@ def prepare_path(path: Path) -> None:
     os.close(fd)
 
 
-async def migrate(db: aiosqlite.Connection, path: Path) -> None:
-    """Bring the schema up to SCHEMA_VERSION; refuse a database from a newer version."""
+async def schema_version(db: aiosqlite.Connection, path: Path) -> int:
+    """The database's schema version; StoreError if a newer infrawatch wrote it."""
     async with db.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
@@ -179,6 +179,12 @@ async def migrate(db: aiosqlite.Connection, path: Path) -> None:
             f"{path}: database schema version {version} is newer than this infrawatch supports "
             f"({SCHEMA_VERSION}); upgrade infrawatch or point storage.path elsewhere"
         )
+    return version
+
+
+async def migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Bring the schema up to SCHEMA_VERSION; refuse a database from a newer version."""
+    version = await schema_version(db, path)
     for target in range(version, SCHEMA_VERSION):
         # executescript commits first; the version bump is in the same script, so a migration
         # either lands whole with its version or (on a crash) leaves the old version to redo it.
@@ -212,6 +218,8 @@ class Store:
         db = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            # Refuse a newer database before anything (the WAL switch) changes its file header.
+            await schema_version(db, self.path)
             async with db.execute("PRAGMA journal_mode = WAL") as cur:
                 await cur.fetchone()
             # WAL + NORMAL: a crash of the process never corrupts or loses committed batches;

@@ -125,9 +125,11 @@ async def test_store_refuses_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = path.read_bytes()
     with pytest.raises(StoreError, match="newer than this infrawatch supports"):
         async with Store(path):
             pass
+    assert path.read_bytes() == before  # not even switched to WAL
 
 
 async def test_store_rejects_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
