@@ -29,7 +29,7 @@ from infrawatch.http import HttpServer
 from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
 from infrawatch.pipeline import Pipeline
-from infrawatch.producer import Producer
+from infrawatch.producer import Producer, ResumingProducer
 from infrawatch.queue import BatchQueue
 from infrawatch.reload import Reloader
 from infrawatch.retention import Maintenance
@@ -133,6 +133,10 @@ class Agent:
         for producer in self.producers:
             await stack.enter_async_context(producer)
             self.stats.producer(producer.name, producer.interval)
+            if isinstance(producer, ResumingProducer):
+                # Points stored before a restart (and replayed into the detectors above) are
+                # not emitted again when the producer re-reads its look-back window.
+                await producer.resume(self.store.timestamps_since)
         stack.push_async_callback(self.reloader.aclose)
         if self.settings.http.enabled:
             self.http = await stack.enter_async_context(HttpServer(self, self.settings.http))

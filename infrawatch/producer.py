@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from infrawatch.model import Sample
+from infrawatch.model import Sample, SeriesKey
+
+# (name prefix, since in epoch seconds) → the timestamps already stored from `since` on, per
+# series whose name starts with the prefix. The agent passes `Store.timestamps_since`.
+StoredTimestamps = Callable[[str, float], Awaitable[Mapping[SeriesKey, Iterable[float]]]]
 
 
 @runtime_checkable
@@ -32,6 +37,16 @@ class Producer(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class ResumingProducer(Protocol):
+    """A producer that re-reads a window of the past (CloudWatch's look-back): at start-up it
+    learns which of its points are already stored, so a restart does not emit them again."""
+
+    async def resume(self, stored: StoredTimestamps) -> None:
+        """Remember the points `stored` returns as already emitted."""
+        ...
 
 
 class BaseProducer:

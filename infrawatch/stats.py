@@ -42,6 +42,15 @@ class ProducerStats:
 
 
 @dataclass(slots=True)
+class PeerStats:
+    """One Alertmanager HA peer of a sink: failed posts since start, and whether it is down now."""
+
+    failures: int = 0  # posts (notifications and keep-alives) the peer did not accept
+    outages: int = 0  # times it went from up to down
+    down: bool = False
+
+
+@dataclass(slots=True)
 class SinkStats:
     """What one alert sink did since start (notifications, not HTTP requests)."""
 
@@ -53,6 +62,8 @@ class SinkStats:
     retries: int = 0
     rate_limited: int = 0  # 429 answers
     gone: bool = False  # the receiver said the webhook no longer exists (Discord 404)
+    unrecorded: int = 0  # delivered or given up, but the outbox row not yet updated (db busy)
+    peers: dict[str, PeerStats] = field(default_factory=dict)  # Alertmanager, by scheme://host:port
 
 
 @dataclass(slots=True)

@@ -315,6 +315,24 @@ class Store:
         async with self.db.execute(sql, (name, labels_json(labels), since)) as cur:
             return [(float(ts), float(v)) for ts, v in await cur.fetchall()]
 
+    async def timestamps_since(self, prefix: str, since: float) -> dict[SeriesKey, list[float]]:
+        """Stored sample timestamps (epoch seconds, ≥ `since`) of each series named `prefix…`."""
+        if not prefix:
+            raise ValueError("timestamps_since needs a non-empty name prefix")
+        # A name range rather than LIKE (case-insensitive, no index): the UNIQUE (name, labels)
+        # index finds the series, the samples primary key their timestamps from `since` on.
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        sql = (
+            "SELECT series.name, series.labels, samples.ts FROM series "
+            "JOIN samples ON samples.series_id = series.id "
+            "WHERE series.name >= ? AND series.name < ? AND samples.ts >= ?"
+        )
+        by_text: dict[tuple[str, str], list[float]] = {}
+        async with self.db.execute(sql, (prefix, upper, since)) as cur:
+            async for name, labels, ts in cur:
+                by_text.setdefault((name, labels), []).append(float(ts))
+        return {(name, labels_from_json(labels)): ts for (name, labels), ts in by_text.items()}
+
     async def count_samples(self) -> int:
         """Rows in the samples table."""
         async with self.db.execute("SELECT count(*) FROM samples") as cur:

@@ -44,9 +44,14 @@ def available() -> bool:
 
 
 @contextlib.asynccontextmanager
-async def run_alertmanager(tmp_path: Path) -> AsyncIterator[Alertmanager]:
-    """Run one Alertmanager (no cluster) until the block ends; waits for /-/ready."""
-    port = free_port()
+async def run_alertmanager(
+    tmp_path: Path, port: int | None = None, route_prefix: str = ""
+) -> AsyncIterator[Alertmanager]:
+    """Run one Alertmanager (no cluster) until the block ends; waits for /-/ready.
+
+    Its files go in the directory `tmp_path`; `port` defaults to a free one; `route_prefix`
+    ("/x") serves everything under a path, like behind a reverse proxy."""
+    port = port or free_port()
     config = tmp_path / "alertmanager.yml"
     config.write_text(CONFIG)
     storage = tmp_path / "am-data"
@@ -58,11 +63,12 @@ async def run_alertmanager(tmp_path: Path) -> AsyncIterator[Alertmanager]:
             f"--config.file={config}",
             f"--storage.path={storage}",
             f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.route-prefix={route_prefix or '/'}",
             "--cluster.listen-address=",
             stdout=log_file,
             stderr=log_file,
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}{route_prefix}"
         try:
             async with aiohttp.ClientSession() as session:
                 for _ in range(200):  # up to ~10 s: it usually answers within 0.3 s

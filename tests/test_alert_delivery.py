@@ -4,16 +4,24 @@ webhook that is down then back (exactly once by id, counted backoff), Alertmanag
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
+from aiohttp import web
+
+from infrawatch.alerting import delivery
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.service import AlertService
+from infrawatch.alerting.sinks.base import post
 from infrawatch.model import Anomaly, make_labels
 from infrawatch.store import Store
+from tests.support_alert_logs import captured_logs
 from tests.support_receivers import (
     DiscordReceiver,
     Receiver,
@@ -205,3 +213,124 @@ async def test_alertmanager_keepalive_reposts_with_future_ends_at(tmp_path: Path
             assert {r.path for r in peer.requests} == {"/api/v2/alerts"}
     finally:
         await peer.stop()
+
+
+class LockingReceiver(Receiver):
+    """Accepts everything; when the first request arrives, another connection takes the
+    database's write lock (as a backup tool might), so the outbox update after it fails."""
+
+    path = "/hook"
+
+    def __init__(self, db_path: Path) -> None:
+        super().__init__()
+        self.db_path = db_path
+        self.locker: sqlite3.Connection | None = None
+
+    def answer(self, request: web.Request, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        if self.locker is None:
+            self.locker = sqlite3.connect(self.db_path, timeout=5, isolation_level=None)
+            self.locker.execute("BEGIN IMMEDIATE")
+        return 204, None, {}
+
+    def release(self) -> None:
+        if self.locker is not None and self.locker.in_transaction:
+            self.locker.execute("ROLLBACK")
+
+    def close(self) -> None:
+        if self.locker is not None:
+            self.locker.close()
+
+
+async def test_outbox_update_failing_after_send_is_recorded_later_never_resent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "OUTBOX_ERROR_PAUSE", 0.05)  # retry the write soon
+    db_path = tmp_path / "a.db"
+    hook = LockingReceiver(db_path)
+    await hook.start()
+    config = AlertingConfig(
+        group_wait=0, sinks=[{"name": "h", "type": "webhook", "url": hook.url}], retry=FAST_RETRY
+    )
+    try:
+        async with (
+            Store(db_path, busy_timeout_ms=50) as store,
+            AlertService(config, store, shutdown_deadline=2.0) as svc,
+        ):
+            worker = svc.workers["h"]
+            await svc.observe([anomaly(rule="one")])
+            await worker.wait_until(lambda s: s.unrecorded == 1)
+            # Delivered, but the outbox still says pending: the database was locked.
+            [first] = [r.headers["webhook-id"] for r in hook.requests]
+            assert worker.unrecorded == [first]
+            assert (worker.stats.sent, worker.stats.pending) == (1, 0)
+            assert await svc.outbox.counts() == {("h", "pending"): 1}
+            hook.release()
+            await worker.wait_until(lambda s: s.unrecorded == 0)
+            assert await svc.outbox.counts() == {("h", "delivered"): 1}
+            await svc.observe([anomaly(rule="two")])
+            await worker.wait_until(lambda s: s.sent == 2)
+            assert await svc.outbox.counts() == {("h", "delivered"): 2}
+        ids = [r.headers["webhook-id"] for r in hook.requests]
+        assert ids[0] == first
+        assert len(ids) == len(set(ids)) == 2  # the first was not sent again in this run
+        # Nor after a restart: its row was recorded delivered once the lock was gone.
+        async with Store(db_path) as store, AlertService(config, store) as svc:
+            await svc.settled()
+            assert await svc.outbox.pending() == []
+        assert len(hook.requests) == 2
+    finally:
+        hook.release()
+        hook.close()
+        await hook.stop()
+
+
+async def test_outcome_still_unrecorded_at_shutdown_is_resent_with_same_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "OUTBOX_ERROR_PAUSE", 0.05)
+    db_path = tmp_path / "a.db"
+    hook = LockingReceiver(db_path)
+    await hook.start()
+    config = AlertingConfig(
+        group_wait=0, sinks=[{"name": "h", "type": "webhook", "url": hook.url}], retry=FAST_RETRY
+    )
+    try:
+        with captured_logs("info") as logs:
+            async with (
+                Store(db_path, busy_timeout_ms=50) as store,
+                AlertService(config, store, shutdown_deadline=1.0) as svc,
+            ):
+                await svc.observe([anomaly()])
+                await svc.workers["h"].wait_until(lambda s: s.unrecorded == 1)
+            # Still locked at shutdown: said so, and the service stopped cleanly.
+            [warning] = logs.named("sink.outcomes_unrecorded")
+            assert warning["notification_ids"] == [hook.requests[0].headers["webhook-id"]]
+            assert logs.named("sink.worker_crashed") == []
+        hook.release()
+        async with Store(db_path) as store, AlertService(config, store) as svc:
+            await svc.workers["h"].wait_until(lambda s: s.sent == 1)
+            assert await svc.outbox.counts() == {("h", "delivered"): 1}
+        # At-least-once: sent again after the restart, with the same id receivers dedupe by.
+        ids = [r.headers["webhook-id"] for r in hook.requests]
+        assert len(ids) == 2
+        assert ids[0] == ids[1]
+    finally:
+        hook.release()
+        hook.close()
+        await hook.stop()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://user:pw-S3CRET@127.0.0.1:9/hooks/TOKEN-XYZ",  # aiohttp quotes the whole URL
+        "http://user:pw-S3CRET@127.0.0.1:9/hooks/TOKEN-XYZ",  # connection refused
+    ],
+)
+async def test_delivery_errors_never_carry_the_url_token_or_password(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        result = await post(session, url, b"{}", {}, 2.0)
+    assert result.outcome == "retry"
+    assert result.detail
+    for secret in ("pw-S3CRET", "TOKEN-XYZ", url):
+        assert secret not in result.detail

@@ -2,6 +2,11 @@
 
 One request in flight per sink, oldest first: a dead receiver sees one attempt per backoff
 step, not a storm, and a resolve never overtakes its firing message.
+
+Recording an outcome in the outbox can fail (database locked, disk full) after the receiver
+already answered. Such outcomes are kept in memory and written when the database accepts
+writes again; the item is never sent twice in one run, and delivery of later items goes on
+(an alert about a full disk must still get out).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from infrawatch.alerting.config import RetryConfig
 from infrawatch.alerting.outbox import Outbox, OutboxItem
@@ -21,7 +28,17 @@ from infrawatch.stats import SinkStats
 
 log = get_logger("infrawatch.alerting")
 
-OUTBOX_ERROR_PAUSE = 1.0  # seconds a worker waits after failing to record an attempt
+OUTBOX_ERROR_PAUSE = 1.0  # seconds between attempts to write outcomes the outbox refused
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A final outcome the receiver gave but the outbox has not recorded yet."""
+
+    item: OutboxItem
+    state: Literal["delivered", "failed"]
+    at: float  # epoch s
+    error: str | None
 
 
 def backoff_delay(failures: int, cfg: RetryConfig, rng: random.Random) -> float:
@@ -59,6 +76,13 @@ class SinkWorker:
         self._progress = asyncio.Condition()
         self._not_before = 0.0  # epoch s: rate-limit pause for the whole sink
         self._stopping = False
+        self._unrecorded: deque[_Outcome] = deque()  # oldest first
+        self._record_at = 0.0  # epoch s: next try to write `_unrecorded`
+
+    @property
+    def unrecorded(self) -> list[str]:
+        """Ids whose final outcome is known but not yet written to the outbox."""
+        return [o.item.id for o in self._unrecorded]
 
     def add(self, items: list[OutboxItem]) -> None:
         """Queue items already committed to the outbox."""
@@ -74,49 +98,65 @@ class SinkWorker:
     async def run(self) -> None:
         """Deliver until `stop_soon`; waits are interruptible but never skip a backoff."""
         while not self._stopping:
-            wait = self._wait_needed()
-            if self._stopping:
-                break
-            if wait is None:
-                self._wake.clear()
+            if self._unrecorded and self.clock() >= self._record_at:
+                await self._record_pending()
+            head_wait = self._head_wait()
+            if head_wait is not None and head_wait <= 0:
+                try:
+                    await self.attempt(self.queue[0])
+                except Exception as exc:
+                    # Outcomes are recorded without raising, so this is a bug (in a sink's
+                    # result, the clock, …): keep the worker alive rather than end it silently.
+                    log.exception(
+                        "sink.worker_error",
+                        sink=self.sink.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    self._not_before = self.clock() + OUTBOX_ERROR_PAUSE
+                continue
+            waits = [w for w in (head_wait, self._record_wait()) if w is not None]
+            self._wake.clear()
+            if not waits:
                 await self._wake.wait()
-                continue
-            if wait > 0:
-                self._wake.clear()
+            elif min(waits) > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                continue
-            try:
-                await self.attempt(self.queue[0])
-            except Exception as exc:
-                # The outbox row couldn't be updated (database locked, disk full): keep the
-                # worker alive and pause; the item stays pending and is retried.
-                log.error(
-                    "sink.outbox_error", sink=self.sink.name, error=f"{type(exc).__name__}: {exc}"
-                )
-                self._not_before = self.clock() + OUTBOX_ERROR_PAUSE
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(waits))
 
-    def _wait_needed(self) -> float | None:
-        """None: nothing to do; else seconds until the head item may be tried."""
-        if self._stopping:
-            return 0.0
-        if not self.queue or self.stats.gone:
+    def _head_wait(self) -> float | None:
+        """None: no item to try; else seconds until the head item may be tried."""
+        if not self.queue or self.stats.gone or self._stopping:
             return None
         head = self.queue[0]
         return max(head.next_attempt_at, self._not_before) - self.clock()
+
+    def _record_wait(self) -> float | None:
+        """None: nothing unrecorded; else seconds until the next try to record it."""
+        return self._record_at - self.clock() if self._unrecorded else None
 
     async def drain(self, budget: float) -> int:
         """Shutdown: one attempt per pending item, in order, ignoring backoff; stop at the first
         that does not go through or when `budget` (s) passes. Returns items still pending."""
         try:
             async with asyncio.timeout(budget):
+                await self._record_pending()
                 while self.queue and not self.stats.gone:
                     head = self.queue[0]
                     result = await self.attempt(head)
                     if result.outcome == "retry":
                         break
+                await self._record_pending()
         except TimeoutError:
             pass
+        except Exception as exc:  # a bug must not skip the other sinks' drain
+            log.exception("sink.worker_error", sink=self.sink.name, error=type(exc).__name__)
+        if self._unrecorded:
+            log.warning(
+                "sink.outcomes_unrecorded",
+                sink=self.sink.name,
+                notification_ids=self.unrecorded,
+                hint="the outbox could not be updated: these are sent again (same id) at the "
+                "next start, and receivers that dedupe by id drop the repeat",
+            )
         return len(self.queue)
 
     async def wait_until(self, predicate: Callable[[SinkStats], bool]) -> None:
@@ -151,7 +191,7 @@ class SinkWorker:
             self.queue.popleft()
             self.stats.sent += 1
             self.stats.pending = len(self.queue)
-            await self.outbox.mark_delivered(item, now)
+            await self._record(_Outcome(item, "delivered", now, None))
             log.info(
                 "sink.delivered",
                 sink=self.sink.name,
@@ -191,7 +231,17 @@ class SinkWorker:
             delay = max(result.retry_after, delay if result.counts_as_failure else 0.0)
         self.delays.append(delay)
         item.next_attempt_at = now + delay
-        await self.outbox.mark_retry(item, result.detail)
+        try:
+            await self.outbox.mark_retry(item, result.detail)
+        except Exception as exc:
+            # Only bookkeeping is lost: the schedule lives on in memory, and the next outcome
+            # written for this item carries its attempt counts.
+            log.error(
+                "sink.outbox_error",
+                sink=self.sink.name,
+                notification_id=item.id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
         log.warning(
             "sink.retry",
             sink=self.sink.name,
@@ -207,7 +257,7 @@ class SinkWorker:
             self.queue.popleft()
         self.stats.failed += 1
         self.stats.pending = len(self.queue)
-        await self.outbox.mark_failed(item, now, reason)
+        await self._record(_Outcome(item, "failed", now, reason))
         log.error(
             "sink.notification_failed",
             sink=self.sink.name,
@@ -215,3 +265,47 @@ class SinkWorker:
             attempts=item.attempts,
             reason=reason,
         )
+
+    async def _write(self, outcome: _Outcome) -> None:
+        if outcome.state == "delivered":
+            await self.outbox.mark_delivered(outcome.item, outcome.at)
+        else:
+            await self.outbox.mark_failed(outcome.item, outcome.at, outcome.error or "")
+
+    async def _record(self, outcome: _Outcome) -> None:
+        """Write a final outcome; if the outbox refuses, keep it to write later (never raises)."""
+        if not self._unrecorded:
+            try:
+                await self._write(outcome)
+                return
+            except Exception as exc:
+                log.error(
+                    "sink.outbox_error",
+                    sink=self.sink.name,
+                    notification_id=outcome.item.id,
+                    state=outcome.state,
+                    error=f"{type(exc).__name__}: {exc}",
+                    hint="kept in memory and written when the database accepts writes again",
+                )
+                self._record_at = self.clock() + OUTBOX_ERROR_PAUSE
+        # Behind earlier unwritten outcomes: written in order by `_record_pending`.
+        self._unrecorded.append(outcome)
+        self.stats.unrecorded = len(self._unrecorded)
+
+    async def _record_pending(self) -> None:
+        """Try to write the outcomes the outbox refused earlier, oldest first (never raises)."""
+        written = 0
+        try:
+            while self._unrecorded:
+                await self._write(self._unrecorded[0])
+                self._unrecorded.popleft()
+                written += 1
+        except Exception as exc:
+            self._record_at = self.clock() + OUTBOX_ERROR_PAUSE
+            log.debug("sink.outbox_still_failing", sink=self.sink.name, error=type(exc).__name__)
+        finally:
+            self.stats.unrecorded = len(self._unrecorded)
+            if written:
+                log.info("sink.outcomes_recorded", sink=self.sink.name, count=written)
+                async with self._progress:
+                    self._progress.notify_all()

@@ -128,6 +128,7 @@ class AlertService:
             self.workers[sink.name] = worker
             self._tasks.append(asyncio.create_task(worker.run(), name=f"sink:{sink.name}"))
             if isinstance(sink, AlertmanagerSink):
+                stats.peers = sink.peer_stats  # failures per HA peer, for /metrics
                 self._keepalives.append(
                     asyncio.create_task(
                         sink.keepalive(self._firing_payloads(sink.name)), name=f"am:{sink.name}"
@@ -153,9 +154,17 @@ class AlertService:
     ) -> None:
         deadline = self.clock() + self.shutdown_deadline
         try:
-            for task in [self._engine_task, *self._keepalives]:
+            background = [self._engine_task, *self._keepalives]
+            for task in background:
                 task.cancel()
-            await asyncio.gather(self._engine_task, *self._keepalives, return_exceptions=True)
+            outcomes = await asyncio.gather(*background, return_exceptions=True)
+            for task, outcome in zip(background, outcomes, strict=True):
+                if isinstance(outcome, Exception):  # not CancelledError: it ended on its own
+                    log.error(
+                        "alerting.task_crashed",
+                        task=task.get_name(),
+                        error=f"{type(outcome).__name__}: {outcome}",
+                    )
             # Workers finish the attempt in flight (and record it) rather than being cut off.
             for worker in self.workers.values():
                 worker.stop_soon()

@@ -7,6 +7,8 @@ newest period that finished at least `delay` seconds ago, so only complete perio
 Re-reading the look-back picks up datapoints CloudWatch publishes late; `EmittedTimestamps`
 remembers, per series, which timestamps inside the window were already emitted, so every
 (series, timestamp) reaches the pipeline once, even a late point older than one emitted before.
+At start-up the agent calls `resume` with a reader of the store, so that memory also covers what
+the run before a restart emitted and stored.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiobotocore.session import AioSession
 from infrawatch.collectors.aws_config import AwsConfig
 from infrawatch.collectors.aws_errors import CloudError, ErrorKind, explain
 from infrawatch.collectors.cloudwatch_queries import (
+    SAMPLE_PREFIX,
     Query,
     batches,
     ec2_queries,
@@ -40,7 +43,7 @@ from infrawatch.collectors.ec2 import (
 )
 from infrawatch.logging import get_logger
 from infrawatch.model import Sample
-from infrawatch.producer import BaseProducer
+from infrawatch.producer import BaseProducer, StoredTimestamps
 
 log = get_logger("infrawatch.collectors.cloudwatch")
 
@@ -161,6 +164,17 @@ class CloudWatchProducer(BaseProducer):
                         config=cfg,
                     )
                 )
+
+    async def resume(self, stored: StoredTimestamps) -> None:
+        """Treat the `aws.*` points stored inside the current look-back window as emitted, so
+        the first cycle after a restart does not feed the detectors that window again."""
+        start, _ = window(
+            self._clock(), self.config.period, self.config.lookback, self.config.delay
+        )
+        found = await stored(SAMPLE_PREFIX, start)
+        self._emitted.seed(found)
+        # Series no longer queried (other shard, instance gone) are pruned after the first cycle.
+        log.info("cloudwatch.resumed", since=start, series=len(found), points=len(self._emitted))
 
     # -- one cycle -------------------------------------------------------------------------
 

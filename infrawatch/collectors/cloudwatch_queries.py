@@ -15,6 +15,7 @@ from infrawatch.collectors.ec2 import Instance, in_shard, label_key
 from infrawatch.model import Labels, SeriesKey, make_labels
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQuery entries
+SAMPLE_PREFIX = "aws."  # every CloudWatch sample name starts with it (and no other does)
 
 
 def _clean(part: str) -> str:
@@ -25,7 +26,7 @@ def sample_name(namespace: str, metric: str, stat: str) -> str:
     """`aws.<namespace>.<metric>.<stat>`, lower-cased: ("AWS/EC2", "CPUUtilization", "Average")
     → "aws.ec2.cpuutilization.average"; a custom "MyApp/Web" namespace becomes "myapp.web"."""
     ns = ".".join(_clean(p) for p in namespace.removeprefix("AWS/").split("/") if _clean(p))
-    return f"aws.{ns}.{_clean(metric)}.{_clean(stat)}"
+    return f"{SAMPLE_PREFIX}{ns}.{_clean(metric)}.{_clean(stat)}"
 
 
 @dataclass(frozen=True, slots=True)

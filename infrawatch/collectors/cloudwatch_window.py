@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 from infrawatch.model import SeriesKey
 
@@ -42,6 +43,11 @@ class EmittedTimestamps:
     def mark(self, key: SeriesKey, ts: float) -> None:
         """Remember that (key, ts) was emitted."""
         self._seen.setdefault(key, set()).add(ts)
+
+    def seed(self, emitted: Mapping[SeriesKey, Iterable[float]]) -> None:
+        """Remember timestamps (epoch seconds) emitted before, e.g. by the run before a restart."""
+        for key, stamps in emitted.items():
+            self._seen.setdefault(key, set()).update(float(t) for t in stamps)
 
     def prune(self, start: float, live: set[SeriesKey]) -> None:
         """Forget timestamps before `start` (never read again) and series no longer queried."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -51,6 +51,24 @@ def safe_target(url: str) -> str:
     parsed = URL(url)
     port = f":{parsed.explicit_port}" if parsed.explicit_port else ""
     return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+def secret_parts(url: str | URL) -> set[str]:
+    """The parts of a URL that may carry a credential: itself, its password, its path+query."""
+    parsed = URL(url)
+    parts = {str(url), str(parsed)}
+    if parsed.password:
+        parts.add(parsed.password)
+    if parsed.path_qs not in ("", "/", "/api/v2/alerts"):
+        parts.add(parsed.path_qs)
+    return parts
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` (longest first) replaced by "<redacted>"."""
+    for part in sorted(secrets, key=len, reverse=True):
+        text = text.replace(part, "<redacted>")
+    return text
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -103,8 +121,10 @@ async def post(
     except TimeoutError:
         return DeliveryResult("retry", detail=f"timed out after {timeout:g}s")
     except aiohttp.ClientError as exc:
-        # aiohttp's messages name host:port, never the path that holds the token.
-        return DeliveryResult("retry", detail=f"{type(exc).__name__}: {_short(exc)}")
+        # Most aiohttp messages name only host:port, but some (an invalid URL) quote the whole
+        # URL: the token in a webhook's path or a password must not reach the log.
+        detail = redact(_short(exc), secret_parts(url))
+        return DeliveryResult("retry", detail=f"{type(exc).__name__}: {detail}")
     except asyncio.CancelledError:
         raise
 
