@@ -309,7 +309,21 @@ class AgentCollector(Collector):
                 **prom_labels(getattr(alert, "labels", ()), ("alertname", "alertstate")),
             }
             alerts.add_sample(alerts.name, label_dict, 1.0)
-        return [sent, failed, pending, alerts]
+        peer_up = _gauge(
+            "infrawatch_alertmanager_peer_up",
+            "1 while the Alertmanager HA peer accepts posts, 0 while it is down",
+            ["sink", "peer"],
+        )
+        peer_failures = _counter(
+            "infrawatch_alertmanager_peer_failures",
+            "Posts an Alertmanager HA peer did not accept",
+            ["sink", "peer"],
+        )
+        for sink_name, sink_stats in self._agent.stats.alert_sinks.items():
+            for peer, peer_stats in sink_stats.peers.items():
+                peer_up.add_metric([sink_name, peer], 0.0 if peer_stats.down else 1.0)
+                peer_failures.add_metric([sink_name, peer], float(peer_stats.failures))
+        return [sent, failed, pending, alerts, peer_up, peer_failures]
 
     # -- self-metrics --------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from infrawatch.exposition import (
 from infrawatch.latest import LatestValues
 from infrawatch.model import Sample, make_labels
 from infrawatch.queue import BatchQueue
-from infrawatch.stats import AgentStats
+from infrawatch.stats import AgentStats, PeerStats, SinkStats
 from tests.support_http import ScriptedProducer, base_url, running_agent, settings, wait_until
 
 
@@ -247,3 +247,18 @@ def test_detector_states_all_anomalous_or_off() -> None:
     assert _value(only, "infrawatch_detector_statistic", **cpu0) == 7.5
     assert len(only["infrawatch_detector_anomalous"]) == 1
     assert render("off")["infrawatch_detector_anomalous"] == []
+
+
+def test_alertmanager_peer_health_is_exposed() -> None:
+    view = _View()
+    sink = view.stats.alert_sinks["am"] = SinkStats(type="alertmanager")
+    sink.peers["http://127.0.0.1:9093"] = PeerStats()
+    sink.peers["http://127.0.0.1:9094"] = PeerStats(failures=7, outages=1, down=True)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(view, "off"))
+    families = _parse(generate_latest(registry).decode())
+    up = "infrawatch_alertmanager_peer_up"
+    failures = "infrawatch_alertmanager_peer_failures_total"
+    assert _value(families, up, sink="am", peer="http://127.0.0.1:9093") == 1
+    assert _value(families, up, sink="am", peer="http://127.0.0.1:9094") == 0
+    assert _value(families, failures, sink="am", peer="http://127.0.0.1:9094") == 7
