@@ -141,6 +141,12 @@ class AgentProcess:
                 return await asyncio.wait_for(self.wait(), timeout=30)
             except TimeoutError:
                 self.proc.kill()
+                await self.wait()
+                raise AssertionError(
+                    "agent did not exit within 30 s of SIGTERM; stdout tail:\n"
+                    + "".join(self.raw_lines[-30:])
+                    + f"stderr:\n{self.stderr}"
+                ) from None
         return await self.wait()
 
     def named(self, event: str) -> list[Event]:
