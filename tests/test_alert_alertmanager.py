@@ -17,7 +17,14 @@ from tests.support_alert_logs import LogEvents, captured_logs
 from tests.support_alertmanager import available, run_alertmanager
 from tests.support_receivers import free_port
 
-pytestmark = pytest.mark.skipif(not available(), reason="prometheus-alertmanager not installed")
+# A real peer is the point of these tests: a missing binary fails them (make test installs it).
+pytestmark = pytest.mark.usefixtures("_alertmanager_installed")
+
+
+@pytest.fixture
+def _alertmanager_installed() -> None:
+    if not available():
+        pytest.fail("prometheus-alertmanager is not installed: run `make test` (it installs it)")
 
 
 def ends_at(alert: dict[str, Any]) -> float:

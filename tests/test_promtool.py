@@ -13,10 +13,15 @@ import pytest
 from tests.agentproc import AgentProcess, write_config
 from tests.support_http import PrometheusServer
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("promtool") is None or shutil.which("prometheus") is None,
-    reason="Debian's prometheus package is not installed (make test installs it)",
-)
+# A real promtool and Prometheus are the point of these tests: a missing binary fails them.
+pytestmark = pytest.mark.usefixtures("_prometheus_installed")
+
+
+@pytest.fixture
+def _prometheus_installed() -> None:
+    if shutil.which("promtool") is None or shutil.which("prometheus") is None:
+        pytest.fail("Debian's prometheus package is missing: run `make test` (it installs it)")
+
 
 CONFIG = """
 [host]
