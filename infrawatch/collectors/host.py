@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
 from typing import Any
 
@@ -26,6 +26,9 @@ from infrawatch.producer import BaseProducer
 log = get_logger("infrawatch.collectors.host")
 
 _PROCESS_ATTRS = ["pid", "name", "cpu_percent", "memory_info"]
+# psutil's CPU utilization is a delta of clock ticks (10 ms): over a shorter window since the
+# previous call it reads 0.0 even on a busy host. Seconds; only the first tick waits for it.
+MIN_CPU_WINDOW = 0.25
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -44,8 +47,11 @@ class HostProducer(BaseProducer):
         self._rates = RateTracker()
         self._cpu_count = psutil.cpu_count() or 1
         self._next_process_scan = 0.0
+        self._scanned: set[psutil.Process] = set()  # the processes of the last top-N scan
         self._cgroup: CgroupReader | None = None
         self._primed = False
+        self._cpu_primed_at: float | None = None  # monotonic seconds; None once read
+        self._group_failures: dict[str, int] = {}  # metric group → consecutive failed ticks
 
     async def __aenter__(self) -> HostProducer:
         await asyncio.to_thread(self._setup)
@@ -59,20 +65,27 @@ class HostProducer(BaseProducer):
         psutil.cpu_percent(interval=None)
         if self.config.per_cpu:
             psutil.cpu_percent(interval=None, percpu=True)
+        self._cpu_primed_at = time.monotonic()
         if "container" in self._groups and self.config.container != "off":
             paths = detect(self.config.cgroup_path, self.config.procfs_path)
             if paths is None and self.config.container == "on":
                 log.warning("host.cgroup_not_found", cgroup_path=str(self.config.cgroup_path))
             if paths is not None:
                 reader = CgroupReader(paths, psutil.virtual_memory().total, time.monotonic)
-                mem, cpu = reader.limits()
-                log.info(
-                    "host.cgroup_detected",
-                    version=paths.version,
-                    memory_limit_bytes=mem,
-                    cpu_limit_cores=cpu,
-                )
                 self._cgroup = reader
+                try:
+                    mem, cpu = reader.limits()
+                except (OSError, ValueError) as exc:
+                    # Unreadable now does not mean forever: the container group keeps trying
+                    # each tick (and fails alone), the agent starts either way.
+                    log.warning("host.cgroup_unreadable", version=paths.version, error=f"{exc}")
+                else:
+                    log.info(
+                        "host.cgroup_detected",
+                        version=paths.version,
+                        memory_limit_bytes=mem,
+                        cpu_limit_cores=cpu,
+                    )
         self._primed = True
 
     async def collect(self) -> list[Sample]:
@@ -86,29 +99,50 @@ class HostProducer(BaseProducer):
         ts = time.time()
         now = time.monotonic()
         out: list[Sample] = []
-        groups = self._groups
-        if "cpu" in groups:
-            self._cpu(out, ts)
-        if "load" in groups:
-            self._load(out, ts)
-        if "memory" in groups:
-            self._memory(out, ts)
-        if "swap" in groups:
-            self._swap(out, ts)
-        if "filesystem" in groups:
-            self._filesystems(out, ts)
-        if "disk" in groups:
-            self._disks(out, ts, now)
-        if "network" in groups:
-            self._network(out, ts, now)
-        if "processes" in groups:
-            self._processes(out, ts, now)
+        readers: list[tuple[str, Callable[[], None]]] = [
+            ("cpu", lambda: self._cpu(out, ts)),
+            ("load", lambda: self._load(out, ts)),
+            ("memory", lambda: self._memory(out, ts)),
+            ("swap", lambda: self._swap(out, ts)),
+            ("filesystem", lambda: self._filesystems(out, ts)),
+            ("disk", lambda: self._disks(out, ts, now)),
+            ("network", lambda: self._network(out, ts, now)),
+            ("processes", lambda: self._processes(out, ts, now)),
+        ]
+        enabled = [(group, read) for group, read in readers if group in self._groups]
         if self._cgroup is not None:
-            out.extend(self._cgroup.samples(ts))
+            cgroup = self._cgroup
+            enabled.append(("container", lambda: out.extend(cgroup.samples(ts))))
+        failed = 0
+        for group, read in enabled:
+            # One broken source (a hung mount, a malformed cgroup file) must not cost the others.
+            try:
+                read()
+            except Exception as exc:
+                failed += 1
+                self._group_failed(group, exc)
+            else:
+                self._group_failures.pop(group, None)
         self._rates.forget_unseen()
+        if enabled and failed == len(enabled):
+            raise RuntimeError("every host metric group failed; see host.group_failed")
         return out
 
+    def _group_failed(self, group: str, exc: Exception) -> None:
+        streak = self._group_failures[group] = self._group_failures.get(group, 0) + 1
+        if streak & (streak - 1) == 0:  # logged once per doubling of the failure streak
+            log.error(
+                "host.group_failed",
+                group=group,
+                error=f"{type(exc).__name__}: {exc}",
+                consecutive_failures=streak,
+            )
+
     def _cpu(self, out: list[Sample], ts: float) -> None:
+        if self._cpu_primed_at is not None:
+            # The first reading after priming; in a worker thread, so the wait delays only it.
+            time.sleep(max(0.0, self._cpu_primed_at + MIN_CPU_WINDOW - time.monotonic()))
+            self._cpu_primed_at = None
         out.append(Sample("system.cpu.utilization", psutil.cpu_percent(interval=None) / 100, ts))
         if self.config.per_cpu:
             for i, pct in enumerate(psutil.cpu_percent(interval=None, percpu=True)):
@@ -226,20 +260,31 @@ class HostProducer(BaseProducer):
             return
         self._next_process_scan = now + self.config.process_interval
         procs: list[dict[str, Any]] = []
+        # psutil's per-process cpu_percent is "since the previous call on this Process": on
+        # the first scan of a process (agent start, or a new process) it is a meaningless 0.0.
+        # Only processes seen at the previous scan have a real window (one process_interval).
+        previous, self._scanned = self._scanned, set()
+        measured: set[int] = set()
         for proc in psutil.process_iter(_PROCESS_ATTRS, ad_value=None):
             info = proc.info
             if info["memory_info"] is None or info["cpu_percent"] is None:
                 continue
             procs.append(info)
+            # Process equality is (pid, create time): a reused pid is a new process.
+            self._scanned.add(proc)
+            if proc in previous:
+                measured.add(info["pid"])
         total_memory = psutil.virtual_memory().total or 1
-        by_cpu = sorted(procs, key=lambda p: p["cpu_percent"], reverse=True)[:top_n]
+        with_cpu = [p for p in procs if p["pid"] in measured]
+        by_cpu = sorted(with_cpu, key=lambda p: p["cpu_percent"], reverse=True)[:top_n]
         by_mem = sorted(procs, key=lambda p: p["memory_info"].rss, reverse=True)[:top_n]
         chosen = {p["pid"]: p for p in (*by_cpu, *by_mem)}
         for pid, info in chosen.items():
             labels: Labels = (("name", str(info["name"] or "?")), ("pid", str(pid)))
-            cpu = info["cpu_percent"] / 100 / self._cpu_count
             rss = float(info["memory_info"].rss)
-            out.append(Sample("process.cpu.utilization", cpu, ts, labels))
+            if pid in measured:
+                cpu = info["cpu_percent"] / 100 / self._cpu_count
+                out.append(Sample("process.cpu.utilization", cpu, ts, labels))
             out.append(Sample("process.memory.usage", rss, ts, labels))
             out.append(Sample("process.memory.utilization", rss / total_memory, ts, labels))
 
