@@ -174,7 +174,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(example_config_text())
+        # 0600: the file is where webhook URLs and signing keys will be pasted.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(example_config_text())
+        path.chmod(0o600)  # an existing file overwritten with --force keeps its old mode otherwise
     except OSError as exc:
         print(f"infrawatch init: cannot write {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE

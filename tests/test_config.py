@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 import subprocess
 import sys
 import tomllib
@@ -154,6 +155,7 @@ def test_cli_init_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
     first = _cli("init", "--path", str(target))
     assert first.returncode == 0
     assert first.stdout.strip() == f"wrote {target}"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # it will hold webhook secrets
     assert tomllib.loads(target.read_text()) == tomllib.loads(config.example_config_text())
     target.write_text("# mine\n")
     again = _cli("init", "--path", str(target))
@@ -180,3 +182,17 @@ def test_help_does_not_import_heavy_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_origin_is_per_value_not_per_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Setting one key of a section must not make its siblings look configured.
+    path = tmp_path / "c.toml"
+    path.write_text("[host]\ninterval = 3\n")
+    loaded = load(path, {"agent": {"queue_size": 5}})
+    origins = {p: o for p, _, o in config.effective_items(loaded)}
+    assert origins["host.interval"] == "file"
+    assert origins["host.top_processes"] == "default"
+    assert origins["agent.queue_size"] == "flag"
+    assert origins["agent.shutdown_deadline"] == "default"
