@@ -138,7 +138,8 @@ class Agent:
                 # not emitted again when the producer re-reads its look-back window.
                 await producer.resume(self.store.timestamps_since)
         stack.push_async_callback(self.reloader.aclose)
-        if self.settings.http.enabled:
+        # --once has nothing to serve, and must work beside a running agent that holds the port.
+        if self.settings.http.enabled and not self.once:
             self.http = await stack.enter_async_context(HttpServer(self, self.settings.http))
         log.info(
             "agent.started",

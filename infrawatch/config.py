@@ -342,15 +342,16 @@ def effective_items(loaded: LoadedConfig) -> Iterator[tuple[str, Any, str]]:
     from_env = env_paths()
 
     def origin(path: tuple[str, ...]) -> str:
-        for depth in range(len(path), 0, -1):
-            prefix = path[:depth]
-            if _has_path(loaded.overrides, prefix):
-                return "flag"
-            if prefix in from_env:
-                return "env"
-        for depth in range(len(path), 0, -1):
-            if _has_path(loaded.file_data, path[:depth]):
-                return "file"
+        # Flags and the file are nested tables: a leaf came from them only if its own key is
+        # there (a `[host]` table with one key does not set the section's other keys).
+        if _has_path(loaded.overrides, path):
+            return "flag"
+        # An env variable may name a whole section as JSON (INFRAWATCH_HOST='{…}') or a key
+        # inside a dict-valued leaf (INFRAWATCH_X__MAP__KEY): both count for this leaf.
+        if any(p == path[: len(p)] or path == p[: len(path)] for p in from_env):
+            return "env"
+        if _has_path(loaded.file_data, path):
+            return "file"
         return "default"
 
     def walk(model: BaseModel, prefix: tuple[str, ...]) -> Iterator[tuple[str, Any, str]]:

@@ -64,6 +64,22 @@ def label_name(key: str) -> str:
     return f"exported{name}" if name.startswith("__") else name
 
 
+def utf8_text(value: str) -> str:
+    """`value` as encodable UTF-8: undecodable bytes kept as surrogates become U+FFFD."""
+    if value.isascii():
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # psutil and os decode non-UTF-8 names (a process any user starts) with
+        # surrogateescape; one such value would make the whole scrape fail to encode.
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode()
+    return value
+
+
 def prom_labels(labels: Labels, reserved: Iterable[str] = ()) -> dict[str, str]:
     """Series labels as a Prometheus label dict; a key clashing with `reserved` gets `exported_`."""
     out: dict[str, str] = {}
@@ -71,7 +87,7 @@ def prom_labels(labels: Labels, reserved: Iterable[str] = ()) -> dict[str, str]:
         name = label_name(key)
         if name in reserved:
             name = f"exported_{name}"
-        out[name] = value
+        out[name] = utf8_text(value)
     return out
 
 
@@ -227,7 +243,8 @@ class AgentCollector(Collector):
             seen.add(ident)
             family = families.get(prom)
             if family is None:
-                family = families[prom] = GaugeMetricFamily(prom, f"infrawatch series {key[0]}")
+                help_text = f"infrawatch series {utf8_text(key[0])}"
+                family = families[prom] = GaugeMetricFamily(prom, help_text)
             family.add_sample(prom, label_dict, latest.value)
         yield from families.values()
 

@@ -2,14 +2,17 @@
 
 One owner: `HttpServer` is an async context manager the agent enters at start-up and leaves at
 shutdown. The server only answers these three GET/HEAD paths; everything else is a plain 404
-or 405 that never repeats the request back, and nothing is served from disk.
+or 405, and nothing is served from disk. It is aiohttp's low-level server (no router) so that
+malformed requests, too, get a bare `400: Bad Request` instead of aiohttp's default answer,
+which quotes the offending request line or header back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -107,20 +110,34 @@ class HttpServer:
         self._render_lock = asyncio.Lock()
         # The agent's own CPU seconds, RSS, open fds (Linux /proc/self; absent elsewhere).
         ProcessCollector(namespace="infrawatch", registry=self.registry)
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
+        self._routes: dict[str, Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]] = {
+            "/metrics": self._metrics,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+        }
 
-    def app(self) -> web.Application:
-        """The aiohttp application (routes only; no static files, no echo)."""
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.on_response_prepare.append(_security_headers)
-        return app
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Route one request: three GET/HEAD paths, else a plain 404 or 405 (no echo, no files)."""
+        route = self._routes.get(request.path)
+        response: web.StreamResponse
+        if route is None:
+            response = web.Response(status=404, text="404: Not Found")
+        elif request.method not in ("GET", "HEAD"):
+            response = web.Response(
+                status=405, text="405: Method Not Allowed", headers={"Allow": "GET,HEAD"}
+            )
+        else:
+            response = await route(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     async def __aenter__(self) -> Self:
-        runner = web.AppRunner(
-            self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        runner = web.ServerRunner(
+            _QuietServer(self.handle, access_log=None),
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
@@ -149,7 +166,7 @@ class HttpServer:
 
     # -- handlers --------------------------------------------------------------------------------
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.BaseRequest) -> web.Response:
         async with self._render_lock:
             # Copy the state on the loop, format it in a thread: a 10,000-series scrape takes
             # ~0.1 s of CPU, which must not stall producers' schedules or the pipeline.
@@ -160,12 +177,12 @@ class HttpServer:
         response.enable_compression()
         return response
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def _healthz(self, request: web.BaseRequest) -> web.Response:
         # Answering at all means the event loop turns; the body says whether producers keep up.
         healthy, body = health_report(self._agent.stats, self.clock(), self.started)
         return web.json_response(body, status=200 if healthy else 503)
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    async def _readyz(self, request: web.BaseRequest) -> web.Response:
         stats = self._agent.stats
         body = {"store_open": stats.store_open, "first_batch_stored": stats.first_batch_stored}
         ready = stats.store_open and stats.first_batch_stored
@@ -173,6 +190,35 @@ class HttpServer:
         return web.json_response(body_out, status=200 if ready else 503)
 
 
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
+class _QuietRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, except that error answers never quote the request."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The status alone as the body: aiohttp's parser errors (bad method, over-long line,
+        bad header) would otherwise echo the offending bytes back."""
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        response = super().handle_error(request, status, exc, f"{status}: {phrase}")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+class _QuietServer(web.Server):
+    """aiohttp's low-level server, with `_QuietRequestHandler` per connection."""
+
+    def __init__(
+        self, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self._handler_kwargs = kwargs
+
+    def __call__(self) -> web.RequestHandler:
+        return _QuietRequestHandler(self, loop=asyncio.get_running_loop(), **self._handler_kwargs)

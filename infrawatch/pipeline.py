@@ -68,6 +68,7 @@ class Pipeline:
         self._inflight: asyncio.Task[None] | None = None
         self._store_failures = 0
         self._retry_at = 0.0
+        self._detector_errors: Counter[str] = Counter()
 
     @property
     def pending_samples(self) -> int:
@@ -89,9 +90,21 @@ class Pipeline:
             first = await self._next_batch()
             work = self._flush_pending() if first is None else self.process(self._take(first))
             self._inflight = asyncio.create_task(work)
-            # Shielded: cancelling the loop (shutdown) must not cut a batch in half.
-            await asyncio.shield(self._inflight)
+            try:
+                # Shielded: cancelling the loop (shutdown) must not cut a batch in half.
+                await asyncio.shield(self._inflight)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug in one batch must not end the only consumer (the queue would then
+                # fill and drop everything until restart): log it loudly and go on.
+                log.exception("pipeline.batch_failed")
             self._inflight = None
+            # On 3.11, asyncio.wait_for returns a result that arrived together with a cancel
+            # and swallows the cancel; honour it here or shutdown waits for us forever.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
 
     async def _next_batch(self) -> Batch | None:
         """The next batch; None when buffered writes are due for a retry before one arrives."""
@@ -154,7 +167,12 @@ class Pipeline:
         anomalies: list[Anomaly] = []
         for sample in samples:
             for detector in self._detectors:
-                found = detector.observe(sample)
+                try:
+                    found = detector.observe(sample)
+                except Exception as exc:
+                    # A detector bug costs that detector's verdict, never the sample.
+                    self._detector_failed(detector.name, sample, exc)
+                    continue
                 if found:
                     anomalies.extend(found)
         per_producer = Counter({b.producer: len(b.samples) for b in batches})
@@ -162,7 +180,11 @@ class Pipeline:
         await self._flush_pending()
         if anomalies:
             self._stats.anomalies += len(anomalies)
-            await self._alerter.observe(anomalies)
+            try:
+                await self._alerter.observe(anomalies)
+            except Exception:
+                # The samples and anomalies are stored; the pipeline must keep consuming.
+                log.exception("pipeline.alerter_failed", anomalies=len(anomalies))
         self._stats.batches += 1
         elapsed = time.perf_counter() - started
         self._stats.batch_latency.observe(elapsed)
@@ -174,6 +196,17 @@ class Pipeline:
             buffered=self._pending_samples,
             seconds=round(elapsed, 6),
         )
+
+    def _detector_failed(self, detector: str, sample: Sample, exc: Exception) -> None:
+        count = self._detector_errors[detector] = self._detector_errors[detector] + 1
+        if count & (count - 1) == 0:  # once per doubling: a broken detector can't flood the log
+            log.error(
+                "detect.failed",
+                detector=detector,
+                metric=sample.name,
+                error=f"{type(exc).__name__}: {exc}",
+                failures=count,
+            )
 
     def _buffer(self, pending: _Pending) -> None:
         self._pending.append(pending)

@@ -66,7 +66,8 @@ def parse_time(text: str, *, now: float, option: str) -> float:
     except ValueError:
         pass
     try:
-        when = datetime.fromisoformat(text.strip())
+        # RFC 3339 allows a lower-case "t" and "z"; fromisoformat only takes upper case.
+        when = datetime.fromisoformat(text.strip().upper())
     except ValueError:
         raise QueryError(
             f"{option}: malformed time {text!r}: use a duration before now (30m, 7d) "
@@ -105,7 +106,7 @@ def time_range(since: str, until: str | None, *, now: float | None = None) -> tu
     start = parse_time(since, now=now, option="--since")
     end = now if until is None else parse_time(until, now=now, option="--until")
     if end <= start:
-        raise QueryError(f"--until ({until}) is not after --since ({since})")
+        raise QueryError(f"--until ({until or 'now'}) is not after --since ({since})")
     return start, end
 
 
@@ -371,7 +372,7 @@ def run_command(args: Namespace, path: Path, out: TextIO, *, now: float | None =
             rows = alerts(conn, state=args.state)
             times = ("starts_at", "ends_at", "last_notified_at")
             render.render_rows(rows, ALERT_COLUMNS, fmt, out, time_columns=times)
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:  # locked, I/O error, or damaged pages ("malformed")
         raise QueryError(f"{path}: {exc}") from None
     finally:
         conn.close()

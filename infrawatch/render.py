@@ -31,11 +31,21 @@ def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
             cells.append(math.fsum(part) / len(part))
     else:
         cells = list(values)
-    lo, hi = min(cells), max(cells)
-    if hi == lo:
-        return SPARK_CHARS[len(SPARK_CHARS) // 2 - 1] * len(cells)  # flat: a middle bar
+    # NaN/±inf have no place on the scale: they are drawn as a gap and don't set lo/hi.
+    finite = [v for v in cells if math.isfinite(v)]
+    if not finite:
+        return " " * len(cells)
+    lo, hi = min(finite), max(finite)
     top = len(SPARK_CHARS) - 1
-    return "".join(SPARK_CHARS[round((v - lo) / (hi - lo) * top)] for v in cells)
+
+    def cell(v: float) -> str:
+        if not math.isfinite(v):
+            return " "
+        if hi == lo:
+            return SPARK_CHARS[len(SPARK_CHARS) // 2 - 1]  # flat: a middle bar
+        return SPARK_CHARS[round((v - lo) / (hi - lo) * top)]
+
+    return "".join(cell(v) for v in cells)
 
 
 def write_json_array(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
@@ -99,7 +109,10 @@ def render_rows(
 ) -> None:
     """Write `rows` (dicts keyed by `columns`); `time_columns` hold epoch seconds."""
     if fmt == "json":
-        data = [{c: rfc3339(r[c]) if c in time_columns else r[c] for c in columns} for r in rows]
+        data = [
+            {c: rfc3339(r[c]) if c in time_columns else _json_value(r[c]) for c in columns}
+            for r in rows
+        ]
         write_json_array(data, out)
         return
     if fmt == "csv":
@@ -112,6 +125,13 @@ def render_rows(
     _write_table(out, [c.upper() for c in columns], cells)
 
 
+def _json_value(value: Any) -> Any:
+    # json.dumps writes NaN/Infinity, which is not JSON (jq, browsers reject it): null instead.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _csv_cell(value: Any, is_time: bool) -> Any:
     if is_time:
         return rfc3339(value) or ""
@@ -120,16 +140,25 @@ def _csv_cell(value: Any, is_time: bool) -> Any:
     return "" if value is None else value
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped (`\\n`, `\\x1b`) for a terminal table."""
+    # Labels come from the host (any local user names a process): an escape sequence must not
+    # reach the terminal raw, nor a newline break a row.
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _table_cell(value: Any, is_time: bool) -> str:
     if is_time:
         return _human_time(value)
     if value is None:
         return "-"
     if isinstance(value, Mapping):
-        return _labels_text(value)
+        return printable(_labels_text(value))
     if isinstance(value, float):
         return _number(value)
-    return str(value)
+    return printable(str(value))
 
 
 def _write_table(out: TextIO, header: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
@@ -208,14 +237,15 @@ def render_samples(series: Sequence[SeriesPoints], fmt: Format, out: TextIO) -> 
         if index:
             out.write("\n")
         values = [v for _, v in s.points]
+        name = printable(s.series.display())
         if not values:
-            out.write(f"{s.series.display()}  (no points in range)\n")
+            out.write(f"{name}  (no points in range)\n")
             continue
         summary = (
             f"{len(values)} points  min {_number(min(values))}  max {_number(max(values))}"
             f"  last {_number(values[-1])}"
         )
-        out.write(f"{s.series.display()}  {sparkline(values)}  {summary}\n")
+        out.write(f"{name}  {sparkline(values)}  {summary}\n")
         shown = [_number(v) for v in values]
         times = [t.replace("T", " ")[:-1] for t in rfc3339_many([ts for ts, _ in s.points])]
         tw = max(len("TIME"), *(len(t) for t in times))

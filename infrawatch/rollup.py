@@ -81,7 +81,8 @@ class Bucket:
     @property
     def std(self) -> float:
         """Population standard deviation of the values (0 for a single value)."""
-        var = self.sumsq / self.count - self.mean**2
+        mean = self.mean
+        var = self.sumsq / self.count - mean * mean  # `**` raises OverflowError past 1e154
         return math.sqrt(max(var, 0.0))  # rounding can make a tiny variance negative
 
 
@@ -90,8 +91,8 @@ def bucket_of(ts: float, values: Sequence[float]) -> Bucket:
     return Bucket(
         ts=ts,
         count=len(values),
-        sum=math.fsum(values),
-        sumsq=math.fsum(v * v for v in values),
+        sum=_total(values),
+        sumsq=_total([v * v for v in values]),
         min=min(values),
         max=max(values),
         last=values[-1],
@@ -103,12 +104,20 @@ def combine(items: Sequence[Bucket], ts: float | None = None) -> Bucket:
     return Bucket(
         ts=items[0].ts if ts is None else ts,
         count=sum(b.count for b in items),
-        sum=math.fsum(b.sum for b in items),
-        sumsq=math.fsum(b.sumsq for b in items),
+        sum=_total([b.sum for b in items]),
+        sumsq=_total([b.sumsq for b in items]),
         min=min(b.min for b in items),
         max=max(b.max for b in items),
         last=items[-1].last,
     )
+
+
+def _total(values: Sequence[float]) -> float:
+    """An exact sum (fsum); when fsum can't (±inf together, overflow), the float sum: nan/inf."""
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return sum(values, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +264,17 @@ async def _roll_minutes(store: Store, *, raw_floor: float, span: float) -> bool:
         # Raw rows before raw_floor may already be deleted by retention: a bucket recomputed
         # from what is left would be wrong, so those keep what they were last rolled up as.
         start = max(floor_to(dirty_from, MINUTE), raw_floor)
+        # Jump over time without samples (a gap, a stray far-future timestamp): the walk costs
+        # one chunk per stretch of data, not one per `span` of empty time. Skipped minutes
+        # never had rows (raw rows are only deleted below raw_floor), so no rollup goes stale.
+        async with db.execute(
+            "SELECT min(ts) FROM samples WHERE ts >= ? AND ts <= ?", (start, dirty_until)
+        ) as cur:
+            first = await cur.fetchone()
+        if first is None or first[0] is None:
+            start = dirty_until + MINUTE  # nothing left to roll up: clear the mark below
+        else:
+            start = max(start, floor_to(float(first[0]), MINUTE))
         end = start + ceil_to(span, MINUTE)
         if start <= dirty_until:
             await db.execute(_ROLL_MINUTES, (start, end))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -201,6 +202,9 @@ class Store:
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._series_ids: dict[SeriesKey, int] = {}
+        # Samples not stored because value or ts was NaN/±inf (SQLite stores NaN as NULL, and
+        # +inf beside -inf makes a rollup's sum NaN); a self-metric can read it.
+        self.non_finite_skipped = 0
         # Every explicit transaction on the shared connection holds this lock, so the pipeline's
         # batch writes and the alerter's outbox writes never interleave statements.
         self.lock = asyncio.Lock()
@@ -270,7 +274,15 @@ class Store:
         return self._series_ids
 
     async def write(self, samples: Sequence[Sample], anomalies: Sequence[Anomaly] = ()) -> None:
-        """Persist one batch of samples and anomalies in a single transaction."""
+        """Persist one batch of samples and anomalies in a single transaction.
+
+        Samples whose value or ts is not finite are skipped and counted in `non_finite_skipped`:
+        one bad reading must not cost the batch around it.
+        """
+        finite = [s for s in samples if math.isfinite(s.value) and math.isfinite(s.ts)]
+        if len(finite) != len(samples):
+            self.non_finite_skipped += len(samples) - len(finite)
+            samples = finite
         try:
             async with self.transaction() as db:
                 ids = await self.series_ids([s.key for s in samples] + [a.key for a in anomalies])

@@ -42,3 +42,17 @@ async def test_check_send_test_reports_each_sink_without_secrets(tmp_path: Path)
         assert secret not in out
     assert len(slack.accepted()) == 1
     assert hook.accepted()[0].json["alerts"][0]["labels"]["alertname"] == "infrawatch_test"
+
+
+def test_check_warns_about_a_secret_standard_webhooks_libraries_would_misread() -> None:
+    from infrawatch.alerting.check import _warnings
+    from infrawatch.alerting.config import AlertingConfig
+
+    def sink(name: str, secret: str) -> dict[str, str]:
+        return {"name": name, "type": "webhook", "url": "https://x/h", "secret": secret}
+
+    cfg = AlertingConfig(sinks=[sink("raw", "plain-S3CRET"), sink("spec", SECRET)])
+    warnings = _warnings(cfg)
+    assert [w for w in warnings["raw"] if "whsec_" in w]
+    assert warnings["spec"] == []
+    assert not any("S3CRET" in w for ws in warnings.values() for w in ws)

@@ -334,3 +334,46 @@ async def test_delivery_errors_never_carry_the_url_token_or_password(url: str) -
     assert result.detail
     for secret in ("pw-S3CRET", "TOKEN-XYZ", url):
         assert secret not in result.detail
+
+
+async def test_rate_limit_headers_are_read_case_insensitively() -> None:
+    # HTTP header names are case-insensitive; proxies and HTTP/2 front ends send them lowercase.
+    from infrawatch.alerting.sinks.base import HttpReply, classify
+    from infrawatch.alerting.sinks.discord import _bucket_pause
+
+    recv = Receiver()
+    await recv.start()
+    recv.then(
+        (429, "rate_limited", {"retry-after": "7"}),
+        (200, "ok", {"x-ratelimit-remaining": "0", "x-ratelimit-reset-after": "0.25"}),
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            limited = await post(session, recv.url, b"{}", {}, 2.0)
+            bucket = await post(session, recv.url, b"{}", {}, 2.0)
+        assert isinstance(limited, HttpReply)
+        assert isinstance(bucket, HttpReply)
+        assert classify(limited).retry_after == 7.0
+        assert _bucket_pause(bucket.headers) == 0.25
+    finally:
+        await recv.stop()
+
+
+async def test_429_without_retry_after_still_backs_off(tmp_path: Path) -> None:
+    # A proxy's 429 often has no Retry-After: 429s don't count toward max_attempts, so without
+    # a growing delay the receiver would be asked once per initial_delay until max_age.
+    hook = SignedWebhookReceiver(SECRET)
+    await hook.start()
+    hook.then(*[(429, "slow down", {})] * 4)
+    sink = {"name": "h", "type": "webhook", "url": hook.url, "secret": SECRET}
+    try:
+        async with alerting(tmp_path, [sink]) as svc:
+            await svc.observe([anomaly()])
+            worker = svc.workers["h"]
+            await worker.wait_until(lambda s: s.sent == 1)
+            assert worker.stats.rate_limited == 4
+            assert worker.stats.failed == 0
+            # Steps of [d/2, d] with d doubling from initial_delay 0.02 s.
+            assert worker.delays[3] >= 0.08
+    finally:
+        await hook.stop()

@@ -282,3 +282,53 @@ def test_matchers_and_config_errors(tmp_path: Path) -> None:
         AlertingConfig(routes=[{"sinks": ["nope"]}], sinks=[{"name": "a", "type": "log"}])
     am = AlertingConfig(sinks=[{"name": "am", "type": "alertmanager", "url": "http://x:9093"}])
     assert [u.get_secret_value() for u in am.sinks[0].urls] == ["http://x:9093"]
+
+
+def test_refiring_with_another_severity_is_routed_by_the_new_severity() -> None:
+    # A warning that resolved and comes back as critical must reach the critical route (and
+    # show "critical"), not keep the severity it had last time.
+    e = engine(
+        ("slack", "discord"),
+        group_wait=0,
+        group_interval=60,
+        routes=[
+            {"matchers": ['severity="critical"'], "sinks": ["discord"]},
+            {"matchers": ['severity="warning"'], "sinks": ["slack"]},
+        ],
+    )
+    e.observe([anomaly(severity="warning")], T0)
+    assert [n.sinks for n in e.flush(T0)] == [("slack",)]
+    e.observe([anomaly("resolved", severity="warning", ts=T0 + 10)], T0 + 10)
+    assert [n.status for n in e.flush(T0 + 60)] == ["resolved"]
+    e.observe([anomaly(severity="critical", ts=T0 + 100)], T0 + 100)
+    notes = e.flush(T0 + 120)
+    assert [n.sinks for n in notes] == [("discord",)]
+    assert [a["labels"]["severity"] for a in notes[0].alerts] == ["critical"]
+
+
+def test_bad_whsec_secret_or_url_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    # Both used to pass validation, then raise at start-up or at every delivery attempt.
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[alerting.sinks]]\nname = "w"\ntype = "webhook"\nurl = "https://x/h"\n'
+        'secret = "whsec_not-base64!S3CRET"\n'
+        '[[alerting.sinks]]\nname = "d"\ntype = "discord"\n'
+        'url = "https://discord.com:99999/api/webhooks/1/TOKEN"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.problems == [
+        "alerting.sinks[0]: secret: the part after whsec_ must be base64",
+        "alerting.sinks[1]: invalid URL (check its host and port)",
+    ]
+
+
+def test_escalated_alert_that_resolves_before_the_next_tick_is_still_resolved() -> None:
+    # Receivers were told it fired; escalating and resolving within one group_interval must not
+    # leave them with an alert that never resolves.
+    e = engine(group_wait=0, group_interval=60)
+    e.observe([anomaly(severity="warning")], T0)
+    assert len(e.flush(T0)) == 1
+    e.observe([anomaly(severity="critical")], T0 + 10)
+    e.observe([anomaly("resolved", severity="critical", ts=T0 + 20)], T0 + 20)
+    assert statuses(e.flush(T0 + 60)) == [[("cpu_high", "resolved", False)]]

@@ -132,6 +132,8 @@ def test_label_keys_are_snake_case() -> None:
         ({"ec2_metrics": {"CPUUtilization": ["Avg"]}}, "unknown statistic 'Avg'"),
         ({"filters": {"tag:Env": []}}, "has no values"),
         ({"lookback": 30, "period": 60}, "lookback must cover"),
+        # A cycle reads only the look-back: a longer poll interval would skip periods for good.
+        ({"poll_interval": "1h", "lookback": "15m"}, "lookback must be at least poll_interval"),
         ({"retry_mode": "legacy"}, "standard"),
     ],
 )

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from infrawatch.alerting import LogAlerter
 from infrawatch.collectors.rates import RateTracker
-from infrawatch.model import Sample, make_labels
+from infrawatch.detect.base import SeriesState
+from infrawatch.model import Anomaly, Sample, SeriesKey, make_labels
+from infrawatch.pipeline import Pipeline
 from infrawatch.producer import BaseProducer, Batch
 from infrawatch.queue import BatchQueue
 from infrawatch.schedule import backoff_ticks, run_producer
@@ -139,3 +142,66 @@ async def test_store_rejects_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
         async with Store(path):
             pass
     assert path.read_bytes() == b"this is not a database" * 100
+
+
+class _BrokenDetector:
+    """A detector with a bug: raises on one metric (a NaN it didn't expect, say)."""
+
+    name = "broken"
+
+    def observe(self, sample: Sample) -> list[Anomaly]:
+        if sample.name == "bad":
+            raise ZeroDivisionError("float division by zero")
+        return []
+
+    def states(self) -> dict[SeriesKey, SeriesState]:
+        return {}
+
+    def forget(self, key: SeriesKey) -> None:
+        return None
+
+    def score(self, key: SeriesKey) -> float:
+        return 0.0
+
+    def history_seconds(self) -> float:
+        return 0.0
+
+
+async def test_a_raising_detector_does_not_lose_samples(tmp_path: Path) -> None:
+    stats = AgentStats()
+    queue = BatchQueue(10, "drop_oldest", stats)
+    async with Store(tmp_path / "db.sqlite") as store:
+        pipeline = Pipeline(queue, store, [_BrokenDetector()], LogAlerter(), stats)
+        stats.producer("p", 1.0)
+        await pipeline.process([Batch("p", [Sample("bad", 1.0, 1.0), Sample("good", 2.0, 1.0)])])
+        await pipeline.process([Batch("p", [Sample("bad", 3.0, 2.0)])])
+        assert stats.producers["p"].stored == 3
+        assert await store.count_samples() == 3
+
+
+async def test_pipeline_stops_when_cancelled_as_a_queued_batch_arrives(tmp_path: Path) -> None:
+    # While writes are failing the pipeline waits with a timeout (asyncio.wait_for); on 3.11 a
+    # cancel that lands just as a batch arrives is swallowed there. Shutdown must not hang.
+    stats = AgentStats()
+    queue = BatchQueue(10, "drop_oldest", stats)
+    path = tmp_path / "db.sqlite"
+    async with Store(path, busy_timeout_ms=0) as store:
+        pipeline = Pipeline(queue, store, [], LogAlerter(), stats)
+        stats.producer("p", 1.0)
+        locker = sqlite3.connect(path, isolation_level=None)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")
+            await pipeline.process([_batch("p", 2)])
+            assert pipeline.pending_samples == 2  # buffered: the next wait has a timeout
+            task = asyncio.create_task(pipeline.run())
+            # Two loop turns get the pipeline into wait_for(queue.get()); a third for margin.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            queue.put(_batch("p", 1))
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done, "the pipeline ignored its cancellation"
+        finally:
+            locker.close()
+        await pipeline.drain()
+        assert stats.producers["p"].stored == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -262,3 +263,51 @@ def test_alertmanager_peer_health_is_exposed() -> None:
     assert _value(families, up, sink="am", peer="http://127.0.0.1:9093") == 1
     assert _value(families, up, sink="am", peer="http://127.0.0.1:9094") == 0
     assert _value(families, failures, sink="am", peer="http://127.0.0.1:9094") == 7
+
+
+def test_odd_label_values_are_escaped_and_never_break_the_scrape() -> None:
+    view = _View()
+    view.stats.producer("host", 10.0)
+    # psutil decodes a non-UTF-8 process name with surrogateescape (any local user can start
+    # one); quotes, backslashes and newlines must be escaped, not break the format.
+    odd = {"name": "y\udcffz", "quote": 'a"b\\c\nd', "unicode": "é✓"}
+    view.latest.update("host", [Sample("process.cpu.utilization", 0.5, 1.0, make_labels(odd))])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(view, "off"))
+    families = _parse(generate_latest(registry).decode())
+    value = _value(
+        families, "process_cpu_utilization", name="y\ufffdz", quote='a"b\\c\nd', unicode="é✓"
+    )
+    assert value == 0.5
+
+
+async def _raw_request(port: int, raw: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        return await reader.read()  # the server closes the connection after an error
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_malformed_requests_get_400_without_echo(tmp_path: Path) -> None:
+    probe = b"<script>alert(1)</script>"
+    requests = [
+        probe + b" /metrics HTTP/1.1\r\nHost: x\r\n\r\n",  # not a method
+        b"GET /" + b"a" * 9000 + probe + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # path too long
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nBad " + probe + b": 1\r\n\r\n",  # bad header
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1" + probe + b"\r\n\r\n",
+        b"GET /\x00" + probe + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    async with running_agent(settings(tmp_path), [ScriptedProducer()]) as agent:
+        assert agent.http is not None
+        assert agent.http.port is not None
+        for raw in requests:
+            answer = await _raw_request(agent.http.port, raw)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert b" 400 " in head.split(b"\r\n")[0], answer
+            assert b"script" not in answer, answer
+            assert b"aaaa" not in answer, answer
+            assert body == b"400: Bad Request", body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -56,3 +57,19 @@ async def test_host_disabled_once_stores_nothing(tmp_path: Path) -> None:
     assert await agent.wait() == 0, agent.stderr
     final = agent.named("agent.stopped")[0]
     assert final["collected"] == final["stored"] == 0
+
+
+async def test_once_does_not_need_the_http_port(tmp_path: Path) -> None:
+    # `run --once` next to a running agent (which holds the port) must still work: a single
+    # cycle has nothing to serve and must not try to bind.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(
+            tmp_path, f'[host]\nmetrics = ["memory"]\n[http]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        agent = await AgentProcess(config, "--once").start()
+        assert await agent.wait() == 0, agent.stderr
+    assert agent.named("agent.stopped")[0]["stored"] > 0
+    assert not agent.named("http.bind_failed")

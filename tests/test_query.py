@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from infrawatch.cli import main
+from infrawatch.model import Sample
 from infrawatch.query import QueryError, open_readonly, samples
 from infrawatch.render import SPARK_CHARS, sparkline
 from tests.support_history import CPU, EVIL, MEM, NOW, ODD, Fixture, brute_force, build, key
@@ -272,6 +273,24 @@ def test_non_sqlite_file_is_reported_and_untouched(tmp_path: Path, capsys, conte
     assert sorted(os.listdir(tmp_path)) == ["notes.db"]  # no -wal/-shm/-journal left behind
 
 
+def test_corrupt_database_is_one_line_exit_2(fixture_db: Fixture, tmp_path: Path, capsys) -> None:
+    """A valid header over damaged pages (a bad disk, a half-copied file): no traceback."""
+    path = tmp_path / "damaged.db"
+    path.write_bytes(fixture_db.path.read_bytes())
+    with sqlite3.connect(path) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'samples'").fetchone()
+    conn.close()
+    with path.open("r+b") as f:  # the samples table's root page becomes junk
+        f.seek((root[0] - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+    code, out, err = run(capsys, "series", "--db", str(path))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"infrawatch query: {path}: ")
+    assert "malformed" in err
+    assert err.count("\n") == 1
+
+
 def test_missing_database_is_reported_and_not_created(tmp_path: Path, capsys) -> None:
     path = tmp_path / "missing.db"
     code, _, err = run(capsys, "series", "--db", str(path))
@@ -351,3 +370,100 @@ def test_batch_time_formatting_matches_single() -> None:
     assert rfc3339_many(stamps) == [rfc3339(t) for t in stamps]
     assert rfc3339(NOW) == "2027-01-15T08:00:00Z"
     assert rfc3339(NOW + 0.25) == "2027-01-15T08:00:00.250Z"
+
+
+def test_sparkline_survives_non_finite_values() -> None:
+    """±inf and NaN (a database written by other tools) don't crash the table; finite values
+    keep their scale and the others are drawn as a gap."""
+    line = sparkline([0.0, float("inf"), 7.0, float("nan"), float("-inf")])
+    assert line == "▁ █  "
+    assert sparkline([float("nan")] * 3) == "   "
+
+
+def _store_with_raw_rows(path: Path, rows: list[tuple[float, float]]) -> None:
+    import asyncio
+
+    from infrawatch.store import Store
+
+    async def create() -> None:
+        async with Store(path) as store:
+            await store.write([Sample("m", 0.0, NOW - 3600)])
+
+    asyncio.run(create())
+    # Written around the store (another tool, an older agent): the store itself skips these.
+    with sqlite3.connect(path) as conn:
+        conn.executemany("INSERT INTO samples VALUES (1, ?, ?)", rows)
+        conn.execute(
+            "INSERT INTO anomalies (series_id, ts, detector, rule, severity, status, value,"
+            " score, evidence, summary) VALUES (1, ?, 't', 'r', 'warning', 'firing', ?, 1, '{}',"
+            " 'inf')",
+            (NOW - 10, float("inf")),
+        )
+    conn.close()
+
+
+def test_non_finite_values_in_the_database_are_shown_not_a_traceback(
+    tmp_path: Path, capsys
+) -> None:
+    path = tmp_path / "inf.db"
+    _store_with_raw_rows(path, [(NOW - 100, float("inf")), (NOW - 99, float("-inf")),
+                                (NOW - 98, 1.0)])  # fmt: skip
+    span = ["--db", str(path), "--since", "2027-01-15T07:00:00Z", "--until", "2027-01-15T08:00:00Z"]
+    code, out, _ = run(capsys, "samples", "m", *span)
+    assert code == 0
+    assert "4 points" in out
+    code, out, _ = run(capsys, "samples", "m", *span, "--step", "1h", "--format", "json")
+    assert code == 0
+    [row] = json.loads(out)
+    assert row["value"] is None  # the mean of +inf and -inf has no value
+    code, out, _ = run(capsys, "anomalies", *span, "--format", "json")
+    assert code == 0
+    assert "Infinity" not in out  # not JSON: jq and browsers reject it
+    assert json.loads(out)[0]["value"] is None
+
+
+def test_rfc3339_forms(fixture_db: Fixture) -> None:
+    from infrawatch.query import parse_time
+
+    for text in ("2027-01-15T08:00:00Z", "2027-01-15t08:00:00z", "2027-01-15T10:00:00+02:00",
+                 "2027-01-15T03:00:00-05:00", "2027-01-15T08:00:00"):  # fmt: skip
+        assert parse_time(text, now=0.0, option="--since") == NOW, text
+    assert parse_time("1h", now=NOW, option="--since") == NOW - 3600
+
+
+def test_since_in_the_future_names_now(fixture_db: Fixture, capsys) -> None:
+    code, _, err = q(fixture_db, capsys, "samples", CPU, "--since", "2999-01-01T00:00:00Z")
+    assert code == 2
+    want = "infrawatch query: --until (now) is not after --since (2999-01-01T00:00:00Z)\n"
+    assert err == want
+
+
+def test_table_escapes_control_characters_in_labels(tmp_path: Path, capsys) -> None:
+    """A process name is chosen by any local user: an escape sequence or newline in a label must
+    not reach the terminal raw or break the table's rows."""
+    import asyncio
+
+    from infrawatch.store import Store
+
+    path = tmp_path / "ctl.db"
+    evil = "x\x1b[2J\nfake row\t"
+
+    async def create() -> None:
+        async with Store(path) as store:
+            await store.write([Sample("process.cpu.utilization", 0.5, NOW - 60, (("name", evil),))])
+
+    asyncio.run(create())
+    code, out, _ = run(capsys, "series", "--db", str(path))
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\t" not in out
+    assert len(out.splitlines()) == 2
+    assert "name=x\\x1b[2J\\nfake row\\t" in out
+    span = ["--since", "2027-01-15T07:00:00Z", "--until", "2027-01-15T08:00:00Z"]
+    code, out, _ = run(capsys, "samples", "process.cpu.utilization", "--db", str(path), *span)
+    assert code == 0
+    assert "\x1b" not in out
+    assert out.splitlines()[0].startswith('process.cpu.utilization{name="x\\x1b[2J\\nfake row\\t"}')
+    # json and csv carry the label exactly (they are escaped by their own rules).
+    code, out, _ = run(capsys, "series", "--db", str(path), "--format", "json")
+    assert json.loads(out)[0]["labels"] == {"name": evil}

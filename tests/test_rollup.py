@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 from pathlib import Path
@@ -9,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from infrawatch.model import Sample
-from infrawatch.rollup import HOUR, MINUTE, Bucket, bucket_of, catch_up, floor_to, read_series
+from infrawatch.rollup import (
+    HOUR,
+    MINUTE,
+    Bucket,
+    bucket_of,
+    catch_up,
+    combine,
+    floor_to,
+    read_series,
+)
 from infrawatch.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
 from tests.support_history import NOW
 
@@ -144,3 +154,40 @@ async def test_newer_database_is_refused(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
         assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
     conn.close()
+
+
+async def test_non_finite_samples_are_skipped_not_poisoning_the_batch(tmp_path: Path) -> None:
+    """NaN can't be stored and ±inf in one minute makes a NaN sum: skip those values alone."""
+    path = tmp_path / "r.db"
+    good = [Sample("m", float(i), NOW - 600 + i) for i in range(10)]
+    bad = [
+        Sample("m", math.inf, NOW - 580.5),
+        Sample("m", -math.inf, NOW - 580.25),
+        Sample("m", math.nan, NOW - 580.75),
+        Sample("m", 1.0, math.inf),  # a timestamp no bucket can hold
+    ]
+    async with Store(path) as store:
+        await store.write(good + bad)
+        assert await store.count_samples() == len(good)
+        assert store.non_finite_skipped == len(bad)
+        await catch_up(store, now=NOW, raw_retention=WEEK, rollup_1m_retention=MONTH)
+    assert_same(rows(path, "rollup_1m"), expected(path, MINUTE))
+
+
+async def test_far_future_sample_does_not_stall_catch_up(tmp_path: Path) -> None:
+    """A timestamp in milliseconds (or a skewed clock) must not make catch-up walk empty time."""
+    path = tmp_path / "r.db"
+    async with Store(path) as store:
+        await store.write([Sample("m", 1.0, NOW - 30), Sample("m", 2.0, NOW + 90 * 86400)])
+        chunks = await catch_up(store, now=NOW, raw_retention=WEEK, rollup_1m_retention=MONTH)
+    # One chunk per stretch that holds samples (plus the hour before NOW), not one per 10 min.
+    assert chunks <= 4
+    assert_same(rows(path, "rollup_1m"), expected(path, MINUTE))
+
+
+def test_bucket_arithmetic_never_raises_on_huge_or_infinite_values() -> None:
+    """fsum raises on +inf beside -inf and on overflow, `**` on overflow: a query must not."""
+    assert math.isnan(bucket_of(0.0, [1e200, 1e200]).std)  # sum of squares overflows to inf
+    merged = combine([bucket_of(0.0, [math.inf]), bucket_of(60.0, [-math.inf])])
+    assert math.isnan(merged.mean)
+    assert combine([bucket_of(0.0, [1e308]), bucket_of(60.0, [1e308])]).sum == math.inf

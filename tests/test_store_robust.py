@@ -186,12 +186,24 @@ async def test_unwritable_batch_is_dropped_not_retried_forever(
 ) -> None:
     stats = AgentStats()
     pipeline = make_pipeline(store, stats)
-    poison = Batch("host", [Sample("m", math.nan, 1.0)])  # NaN is NULL to SQLite: NOT NULL fails
+    poison = Batch("host", [Sample("m", 1.0, None)])  # type: ignore[arg-type]  # ts NOT NULL fails
     await pipeline.process([poison])
     await pipeline.process([batch(1)])
     assert stored_values(store.path) == [1.0] * 50
     assert stats.store_dropped == 1
     assert log.named("store.batch_unwritable")[0]["dropped_samples"] == 1
+
+
+async def test_non_finite_value_costs_only_itself(store: SignallingStore, log: Recorder) -> None:
+    """A NaN or ±inf reading is skipped and counted; the rest of its batch is stored."""
+    stats = AgentStats()
+    pipeline = make_pipeline(store, stats)
+    bad = [Sample("m", math.nan, 1.0), Sample("m", math.inf, 2.0), Sample("m", -math.inf, 3.0)]
+    await pipeline.process([Batch("host", [*bad, *batch(1).samples])])
+    assert stored_values(store.path) == [1.0] * 50
+    assert store.non_finite_skipped == 3
+    assert stats.store_dropped == 0
+    assert log.named("store.batch_unwritable") == []
 
 
 def test_backoff_never_overflows() -> None:

@@ -32,6 +32,13 @@ def _warnings(cfg: AlertingConfig) -> dict[str, list[str]]:
                 notes.append("plain http: the webhook token travels unencrypted")
         if sink.type == "webhook" and sink.secret is None:
             notes.append("no secret: requests are not signed")
+        elif sink.secret is not None and not sink.secret.get_secret_value().startswith("whsec_"):
+            # Standard Webhooks libraries base64-decode a secret given as text: they would
+            # verify with other key bytes than ours and reject every request.
+            notes.append(
+                "secret has no whsec_ prefix: signed with its raw bytes, which Standard Webhooks"
+                " libraries (that expect whsec_<base64>) will not verify"
+            )
     return out
 
 

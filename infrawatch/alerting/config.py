@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from yarl import URL
 
 from infrawatch.alerting.matchers import parse_matcher
 from infrawatch.units import Seconds, SecondsOrZero
@@ -50,11 +53,27 @@ class SinkConfig(_Section):
             raise ValueError(f"a {self.type} sink needs url")
         if self.secret is not None and self.type != "webhook":
             raise ValueError("secret is only used by webhook sinks")
+        secret = self.secret.get_secret_value() if self.secret is not None else ""
+        if secret.startswith("whsec_"):
+            # Standard Webhooks: base64 after the prefix. Checked here so a typo is a config
+            # error at load time, not a crash at start-up (and the message never quotes it).
+            try:
+                base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except binascii.Error:
+                raise ValueError("secret: the part after whsec_ must be base64") from None
         for url in [*([self.url] if self.url else []), *self.urls]:
             text = url.get_secret_value()
             # Say what is wrong without echoing the URL: it carries the webhook's token.
             if not text.startswith(("http://", "https://")):
                 raise ValueError("url must start with http:// or https://")
+            # Parse it now: a bad host or port would otherwise raise at every delivery attempt.
+            try:
+                parsed = URL(text)
+                valid = bool(parsed.host) and parsed.port is not None
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError("invalid URL (check its host and port)")
         return self
 
 

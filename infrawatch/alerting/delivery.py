@@ -225,7 +225,10 @@ class SinkWorker:
             if item.failures >= self.retry.max_attempts:
                 await self._give_up(item, now, f"{item.failures} failed attempts: {result.detail}")
                 return
-        delay = backoff_delay(max(1, item.failures), self.retry, self.rng)
+        # A 429 without a hint does not count as a failure but must still back off (else a
+        # proxy's bare 429 is asked again every initial_delay until max_age): step by attempts.
+        steps = item.failures if result.counts_as_failure else item.attempts
+        delay = backoff_delay(max(1, steps), self.retry, self.rng)
         if result.retry_after is not None:
             # The receiver said when: honour it (a shorter backoff would only be refused again).
             delay = max(result.retry_after, delay if result.counts_as_failure else 0.0)

@@ -27,6 +27,9 @@ log = get_logger("infrawatch.alerting")
 Shown = Literal["firing", "flapping", "resolved"]
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "no end time"
+# What a route may have been told that means "receivers think it fires" (a resolve is owed).
+# "escalated": told it fired, but not yet about its higher severity.
+_TOLD_FIRING = ("firing", "flapping", "escalated")
 
 
 def rfc3339(ts: float) -> str:
@@ -197,11 +200,18 @@ class Engine:
                 rec.severity = anomaly.severity
                 rec.labels["severity"] = anomaly.severity
                 rec.annotations = annotations_for(anomaly)
-                rec.notified = {}  # receivers must hear about the escalation
+                # Receivers must hear about the escalation, yet still be owed a resolve.
+                rec.notified = {
+                    r: "escalated" if told in _TOLD_FIRING else told
+                    for r, told in rec.notified.items()
+                }
                 self._touch(rec, now)
             return
         rec.state = "firing"
         rec.ends_at = None
+        # A new firing carries its own severity (up or down): routes match on it.
+        rec.severity = anomaly.severity
+        rec.labels["severity"] = anomaly.severity
         rec.annotations = annotations_for(anomaly) | _flap_note(rec, self.cfg.flap.window)
         if not rec.flapping:
             rec.starts_at = anomaly.ts
@@ -288,7 +298,7 @@ class Engine:
             rec = self.alerts[fp]
             told = rec.notified.get(route.name)
             if rec.shown == "resolved":
-                if told in ("firing", "flapping") and not self._silenced(rec, now):
+                if told in _TOLD_FIRING and not self._silenced(rec, now):
                     resolved.append(rec)
                 else:
                     # Nobody was told it fired (or it is muted): nothing to resolve.

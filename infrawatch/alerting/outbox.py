@@ -99,7 +99,7 @@ class Outbox:
             "SELECT fingerprint, labels, annotations, severity, state, starts_at, ends_at,"
             " updated_at, flips, flapping, notified, last_notified_at FROM alerts"
             " WHERE state = 'firing' OR flapping = 1 OR notified LIKE '%\"firing\"%'"
-            " OR notified LIKE '%\"flapping\"%'"
+            " OR notified LIKE '%\"flapping\"%' OR notified LIKE '%\"escalated\"%'"
         )
         out = []
         async with self.store.db.execute(sql) as cur:

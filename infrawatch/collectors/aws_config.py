@@ -139,6 +139,13 @@ class AwsConfig(BaseModel):
     def _windows(self) -> AwsConfig:
         if self.lookback < self.period:
             raise ValueError("lookback must cover at least one period")
+        if self.lookback < self.poll_interval:
+            # Each cycle reads only [end - lookback, end): periods between two cycles that fall
+            # outside it would never be read.
+            raise ValueError(
+                "lookback must be at least poll_interval, or the periods between cycles are "
+                "never read"
+            )
         return self
 
     @property

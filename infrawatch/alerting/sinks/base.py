@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 Outcome = Literal["ok", "retry", "fail", "gone"]
@@ -117,7 +118,9 @@ async def post(
                     parsed = json.loads(text)
                 except ValueError:
                     parsed = None
-            return HttpReply(resp.status, dict(resp.headers), text, parsed)
+            # Header names are case-insensitive (HTTP/2 front ends send them lowercase): a
+            # plain dict would miss `x-ratelimit-remaining` when looking up `X-RateLimit-…`.
+            return HttpReply(resp.status, CIMultiDict(resp.headers), text, parsed)
     except TimeoutError:
         return DeliveryResult("retry", detail=f"timed out after {timeout:g}s")
     except aiohttp.ClientError as exc:
