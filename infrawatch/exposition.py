@@ -26,7 +26,7 @@ from infrawatch import __version__
 from infrawatch.detect.base import Detector, SeriesState
 from infrawatch.latest import Latest, LatestValues
 from infrawatch.logging import get_logger
-from infrawatch.model import Labels, SeriesKey
+from infrawatch.model import Labels, SeriesKey, utf8_text
 from infrawatch.queue import BatchQueue
 from infrawatch.stats import AgentStats
 
@@ -62,22 +62,6 @@ def label_name(key: str) -> str:
     if not name or name[0].isdigit():
         name = f"_{name}"
     return f"exported{name}" if name.startswith("__") else name
-
-
-def utf8_text(value: str) -> str:
-    """`value` as encodable UTF-8: undecodable bytes kept as surrogates become U+FFFD."""
-    if value.isascii():
-        return value
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        # psutil and os decode non-UTF-8 names (a process any user starts) with
-        # surrogateescape; one such value would make the whole scrape fail to encode.
-        try:
-            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "replace").decode()
-    return value
 
 
 def prom_labels(labels: Labels, reserved: Iterable[str] = ()) -> dict[str, str]:

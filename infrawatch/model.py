@@ -15,10 +15,26 @@ Severity = Literal["info", "warning", "critical"]
 AnomalyStatus = Literal["firing", "resolved"]
 
 
+def utf8_text(value: str) -> str:
+    """`value` as encodable UTF-8: undecodable bytes kept as surrogates become U+FFFD."""
+    if value.isascii():
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # psutil and os decode non-UTF-8 names (a process any user can start, a mountpoint)
+        # with surrogateescape; such a string can't be stored in SQLite or sent in JSON.
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode()
+    return value
+
+
 def make_labels(labels: Mapping[str, object] | Iterable[tuple[str, object]] = ()) -> Labels:
-    """Return the canonical (sorted, string-valued) form of a label mapping."""
+    """Return the canonical (sorted, string-valued, valid UTF-8) form of a label mapping."""
     items = labels.items() if isinstance(labels, Mapping) else labels
-    return tuple(sorted((str(k), str(v)) for k, v in items))
+    return tuple(sorted((utf8_text(str(k)), utf8_text(str(v))) for k, v in items))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import pytest
 
 from infrawatch.collectors.host import HostProducer
 from infrawatch.config import HostConfig
-from infrawatch.model import Sample
+from infrawatch.model import Sample, make_labels
 
 
 def _cpu_by_pid(samples: list[Sample]) -> dict[int, float]:
@@ -85,3 +85,12 @@ def test_all_groups_failing_is_a_failed_tick(tmp_path: Path) -> None:
     producer = HostProducer(HostConfig(metrics=["container"], cgroup_path=cgroup, container="on"))
     with pytest.raises(RuntimeError, match="every host metric group failed"):
         producer.collect_sync()
+
+
+def test_labels_from_undecodable_names_are_valid_utf8() -> None:
+    # psutil decodes a process name such as b"y\xffz" with surrogateescape.
+    name = b"y\xffz".decode("utf-8", "surrogateescape")
+    labels = make_labels({"name": name, "pid": 7})
+    assert labels == (("name", "y\ufffdz"), ("pid", "7"))
+    for _, value in labels:
+        value.encode("utf-8")  # storable in SQLite and JSON

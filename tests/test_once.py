@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
 import socket
 import sqlite3
 from pathlib import Path
@@ -73,3 +76,21 @@ async def test_once_does_not_need_the_http_port(tmp_path: Path) -> None:
         assert await agent.wait() == 0, agent.stderr
     assert agent.named("agent.stopped")[0]["stored"] > 0
     assert not agent.named("http.bind_failed")
+
+
+async def test_a_process_with_an_undecodable_name_is_stored(tmp_path: Path) -> None:
+    # Any local user can start a program whose name is not UTF-8; it must not cost a batch.
+    odd = tmp_path / os.fsdecode(b"y\xffz")
+    shutil.copy("/bin/sleep", odd)
+    sleeper = await asyncio.create_subprocess_exec(odd, "60")
+    try:
+        config = write_config(tmp_path, "[host]\nmetrics = ['processes']\ntop_processes = 10000\n")
+        agent = await AgentProcess(config, "--once").start()
+        assert await agent.wait() == 0, agent.stderr
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+    final = agent.named("agent.stopped")[0]
+    assert final["stored"] == final["collected"] > 0
+    names = {labels.get("name") for _, labels, _ in _samples(tmp_path / "agent.db")}
+    assert "y\ufffdz" in names

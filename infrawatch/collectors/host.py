@@ -227,7 +227,7 @@ class HostProducer(BaseProducer):
             ):
                 rate = self._rates.rate((metric, device, direction), value, now)
                 if rate is not None:
-                    labels = (("device", device), ("direction", direction))
+                    labels = make_labels({"device": device, "direction": direction})
                     out.append(Sample(metric, rate, ts, labels))
 
     def _network(self, out: list[Sample], ts: float, now: float) -> None:
@@ -247,9 +247,8 @@ class HostProducer(BaseProducer):
             ):
                 rate = self._rates.rate((metric, nic, direction), value, now)
                 if rate is not None:
-                    out.append(
-                        Sample(metric, rate, ts, (("device", nic), ("direction", direction)))
-                    )
+                    labels = make_labels({"device": nic, "direction": direction})
+                    out.append(Sample(metric, rate, ts, labels))
 
     def _processes(self, out: list[Sample], ts: float, now: float) -> None:
         pids = psutil.pids()
@@ -280,7 +279,7 @@ class HostProducer(BaseProducer):
         by_mem = sorted(procs, key=lambda p: p["memory_info"].rss, reverse=True)[:top_n]
         chosen = {p["pid"]: p for p in (*by_cpu, *by_mem)}
         for pid, info in chosen.items():
-            labels: Labels = (("name", str(info["name"] or "?")), ("pid", str(pid)))
+            labels: Labels = make_labels({"name": info["name"] or "?", "pid": pid})
             rss = float(info["memory_info"].rss)
             if pid in measured:
                 cpu = info["cpu_percent"] / 100 / self._cpu_count
