@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from collections import Counter, deque
@@ -63,6 +64,7 @@ class Pipeline:
         self._stats = stats
         self._max_batch_samples = max_batch_samples
         self._buffer_max_samples = buffer_max_samples
+        self._non_finite = 0  # samples dropped for a NaN/inf value or time since start
         self._pending: deque[_Pending] = deque()
         self._pending_samples = 0
         self._inflight: asyncio.Task[None] | None = None
@@ -160,10 +162,14 @@ class Pipeline:
     async def process(self, batches: list[Batch]) -> None:
         """Detect, persist and alert on `batches` (one transaction)."""
         started = time.perf_counter()
-        samples = [s for b in batches for s in b.samples]
-        if self._latest is not None:
-            for batch in batches:
-                self._latest.update(batch.producer, batch.samples)
+        samples: list[Sample] = []
+        per_producer: Counter[str] = Counter()
+        for batch in batches:
+            kept = self._finite(batch)
+            samples.extend(kept)
+            per_producer[batch.producer] += len(kept)
+            if self._latest is not None:
+                self._latest.update(batch.producer, kept)
         anomalies: list[Anomaly] = []
         for sample in samples:
             for detector in self._detectors:
@@ -175,7 +181,6 @@ class Pipeline:
                     continue
                 if found:
                     anomalies.extend(found)
-        per_producer = Counter({b.producer: len(b.samples) for b in batches})
         self._buffer(_Pending(samples, anomalies, per_producer))
         await self._flush_pending()
         if anomalies:
@@ -196,6 +201,26 @@ class Pipeline:
             buffered=self._pending_samples,
             seconds=round(elapsed, 6),
         )
+
+    def _finite(self, batch: Batch) -> list[Sample]:
+        """The batch's samples with a finite value and time; the rest are dropped and counted.
+
+        NaN or ±inf means "no reading" (a counter that could not be read, a CloudWatch gap): it
+        would mislead every detector, and SQLite can't aggregate it.
+        """
+        kept = [s for s in batch.samples if math.isfinite(s.value) and math.isfinite(s.ts)]
+        lost = len(batch.samples) - len(kept)
+        if lost:
+            self._stats.producer(batch.producer, 0.0).dropped += lost
+            self._non_finite += lost
+            if self._non_finite & (self._non_finite - 1) == 0:  # once per doubling
+                log.warning(
+                    "pipeline.non_finite_dropped",
+                    producer=batch.producer,
+                    samples=lost,
+                    total=self._non_finite,
+                )
+        return kept
 
     def _detector_failed(self, detector: str, sample: Sample, exc: Exception) -> None:
         count = self._detector_errors[detector] = self._detector_errors[detector] + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sqlite3
 import stat
@@ -205,3 +206,45 @@ async def test_pipeline_stops_when_cancelled_as_a_queued_batch_arrives(tmp_path:
             locker.close()
         await pipeline.drain()
         assert stats.producers["p"].stored == 3
+
+
+class _Recording:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def observe(self, sample: Sample) -> list[Anomaly]:
+        self.seen.append(sample.value)
+        return []
+
+
+async def test_coalesced_batches_of_one_producer_all_count_as_stored(tmp_path: Path) -> None:
+    stats = AgentStats()
+    queue = BatchQueue(10, "drop_oldest", stats)
+    async with Store(tmp_path / "db.sqlite") as store:
+        pipeline = Pipeline(queue, store, [], LogAlerter(), stats)
+        stats.producer("p", 1.0)
+        first = Batch("p", [Sample("m", 1.0, 1.0), Sample("m", 2.0, 2.0)])
+        second = Batch("p", [Sample("m", 3.0, 3.0)])
+        await pipeline.process([first, second])  # one write, as `_take` coalesces them
+        assert stats.producers["p"].stored == 3
+        assert await store.count_samples() == 3
+
+
+async def test_non_finite_samples_are_dropped_before_detection_and_counted(
+    tmp_path: Path,
+) -> None:
+    stats = AgentStats()
+    queue = BatchQueue(10, "drop_oldest", stats)
+    detector = _Recording()
+    async with Store(tmp_path / "db.sqlite") as store:
+        pipeline = Pipeline(queue, store, [detector], LogAlerter(), stats)  # type: ignore[list-item]
+        stats.producer("p", 1.0)
+        values = [1.0, math.nan, math.inf, 2.0, -math.inf]
+        batch = Batch("p", [Sample("m", v, float(i)) for i, v in enumerate(values)])
+        await pipeline.process([batch])
+        assert detector.seen == [1.0, 2.0]
+        p = stats.producers["p"]
+        assert (p.stored, p.dropped) == (2, 3)
+        assert await store.count_samples() == 2
