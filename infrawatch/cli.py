@@ -18,6 +18,7 @@ from infrawatch import __version__
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -240,13 +241,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     iw_logging.configure(settings.logging.level, settings.logging.format)
     from infrawatch.agent import run
+    from infrawatch.errors import StartupError
     from infrawatch.store import StoreError
 
+    log = iw_logging.get_logger("infrawatch.cli")
     try:
         return run(settings, once=args.once, config_path=loaded.path, overrides=loaded.overrides)
     except StoreError as exc:
-        iw_logging.get_logger("infrawatch.cli").error("agent.store_unusable", error=str(exc))
+        log.error("agent.store_unusable", error=str(exc))
         return EXIT_USAGE
+    except StartupError as exc:
+        log.error("agent.start_failed", error=str(exc))
+        return EXIT_FAILURE
 
 
 def cmd_query(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from infrawatch.config import HttpConfig
 from infrawatch.detect.base import Detector
+from infrawatch.errors import StartupError
 from infrawatch.exposition import AgentCollector
 from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
@@ -146,7 +147,10 @@ class HttpServer:
         except OSError as exc:
             await runner.cleanup()
             log.error("http.bind_failed", listen=self.config.listen, error=exc.strerror)
-            raise
+            raise StartupError(
+                f"cannot listen on {self.config.listen}: {exc.strerror}"
+                " (set http.listen, or http.enabled = false)"
+            ) from None
         self._runner = runner
         self.started = self.clock()
         address = runner.addresses[0]

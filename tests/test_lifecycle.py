@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -81,3 +82,18 @@ async def test_second_signal_exits_at_once(tmp_path: Path) -> None:
     assert code == 130
     assert agent.named("agent.forced_exit")
     assert not agent.named("agent.stopped")
+
+
+async def test_port_in_use_is_one_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, f'[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
+        agent = await AgentProcess(config).start()
+        code = await agent.wait()
+    assert code == 1
+    (failed,) = agent.named("agent.start_failed")
+    assert f"cannot listen on 127.0.0.1:{port}" in failed["error"]
+    assert "Traceback" not in agent.stderr
+    assert all("Traceback" not in line for line in agent.raw_lines)
