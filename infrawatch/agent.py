@@ -40,6 +40,7 @@ from infrawatch.store import Store
 log = get_logger("infrawatch.agent")
 
 EXIT_SECOND_SIGNAL = 130  # like a shell's exit on SIGINT: the user insisted
+MIN_ALERTER_SHUTDOWN = 1.0  # seconds the alerter always gets at shutdown to persist its state
 
 
 def build_producers(settings: Settings) -> list[Producer]:
@@ -82,6 +83,7 @@ class Agent:
         )
         self.store = Store(settings.storage.path)
         self.alerter: Alerter = LogAlerter()
+        self.alert_service: AlertService | None = None
         self.pipeline: Pipeline | None = None
         self.latest = LatestValues(self.stats, on_expire=self._forget_series)
         self.http: HttpServer | None = None
@@ -111,15 +113,14 @@ class Agent:
         await restore_detectors(self.store, detectors, max_history=self.settings.storage.retention)
         # The alerter owns its ClientSession and sink workers; the stack closes it before the
         # store, after its last delivery attempt within the shutdown deadline.
-        self.alerter = await stack.enter_async_context(
-            AlertService(
-                self.settings.alerting,
-                self.store,
-                stats=self.stats,
-                shutdown_deadline=self.settings.agent.shutdown_deadline,
-                still_anomalous=detector_probe(detectors),
-            )
+        self.alert_service = AlertService(
+            self.settings.alerting,
+            self.store,
+            stats=self.stats,
+            shutdown_deadline=self.settings.agent.shutdown_deadline,
+            still_anomalous=detector_probe(detectors),
         )
+        self.alerter = await stack.enter_async_context(self.alert_service)
         self.pipeline = Pipeline(
             self.queue,
             self.store,
@@ -198,11 +199,18 @@ class Agent:
         """Drain what was accepted through the pipeline within the deadline; count the rest."""
         assert self.pipeline is not None
         deadline = self.settings.agent.shutdown_deadline
+        started = time.monotonic()
         try:
             await asyncio.wait_for(self.pipeline.drain(), timeout=deadline)
         except TimeoutError:
             lost = self.pipeline.abandon()
             log.error("agent.drain_deadline_exceeded", deadline=deadline, dropped_samples=lost)
+        if self.alert_service is not None:
+            # One budget for the whole shutdown: the alerter's last delivery round (run as the
+            # exit stack closes it) gets what the drain left, but at least enough to persist its
+            # state, since what it has not written to the outbox would be lost.
+            left = deadline - (time.monotonic() - started)
+            self.alert_service.shutdown_deadline = max(MIN_ALERTER_SHUTDOWN, left)
 
     def log_stopped(self) -> None:
         """The final event: what this run collected, stored and dropped."""
