@@ -21,10 +21,12 @@ RUN groupadd --system --gid 10001 infrawatch \
     && chown infrawatch:infrawatch /var/lib/infrawatch
 COPY --from=build /opt/venv /opt/venv
 # Configuration: INFRAWATCH_* variables, or a TOML file mounted at
-# /etc/infrawatch/infrawatch.toml (read automatically when present).
+# /etc/infrawatch/infrawatch.toml (read automatically when present). The database goes to
+# $STATE_DIRECTORY (the volume) unless storage.path says otherwise. The two INFRAWATCH_*
+# variables below are environment, so they win over a mounted file: change them with -e.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    INFRAWATCH_STORAGE__PATH=/var/lib/infrawatch/infrawatch.db \
+    STATE_DIRECTORY=/var/lib/infrawatch \
     INFRAWATCH_HTTP__LISTEN=0.0.0.0:9464 \
     INFRAWATCH_LOGGING__FORMAT=json
 VOLUME ["/var/lib/infrawatch"]
@@ -32,8 +34,9 @@ EXPOSE 9464
 USER 10001:10001
 WORKDIR /var/lib/infrawatch
 # /healthz answers 503 when a producer stalls; a blocked event loop makes the request time out.
+# No proxy: HTTP_PROXY in the container's environment must not send the probe elsewhere.
 # If you change the listen port, change it here too.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:9464/healthz', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:9464/healthz', timeout=4)"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "infrawatch", "run"]

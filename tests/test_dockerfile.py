@@ -61,7 +61,9 @@ def test_runtime_stage_is_non_root_with_healthcheck_and_entrypoint() -> None:
     assert "/healthz" in keywords["HEALTHCHECK"]
     assert json.loads(keywords["ENTRYPOINT"]) == ["python", "-m", "infrawatch", "run"]
     assert "/var/lib/infrawatch" in keywords["VOLUME"]
-    assert "INFRAWATCH_STORAGE__PATH=/var/lib/infrawatch/" in keywords["ENV"]
+    # The database goes to the volume via STATE_DIRECTORY, so a mounted TOML can still move it.
+    assert "STATE_DIRECTORY=/var/lib/infrawatch" in keywords["ENV"]
+    assert "INFRAWATCH_STORAGE__PATH" not in keywords["ENV"]
 
 
 @pytest.mark.timeout(180)
@@ -113,7 +115,7 @@ def test_image_install_command_and_entrypoint_work_in_a_fresh_venv(tmp_path: Pat
     entry[0] = str(venv / "bin" / entry[0])
     run_env = {
         **env,
-        "INFRAWATCH_STORAGE__PATH": str(tmp_path / "volume" / "infrawatch.db"),
+        "STATE_DIRECTORY": str(tmp_path / "volume"),
         "INFRAWATCH_HTTP__LISTEN": "127.0.0.1:0",
         "INFRAWATCH_LOGGING__FORMAT": "json",
         "INFRAWATCH_HOST__INTERVAL": "1",
