@@ -87,11 +87,16 @@ class LatestValues:
             self.sweep()
 
     def _deadline(self, key: SeriesKey, entry: Latest) -> float | None:
+        stats = self._stats.producers.get(entry.producer)
+        ttl = stats.series_ttl if stats is not None else 0.0
         cadence = self._cadence.get((entry.producer, key[0]))
         if cadence is None or cadence.gap is None:
-            return None
+            return entry.seen + ttl if ttl > 0 else None
         interval = self._interval(entry.producer)
-        return entry.seen + EXPIRY_FACTOR * max(cadence.gap, interval) + interval
+        learned = entry.seen + EXPIRY_FACTOR * max(cadence.gap, interval) + interval
+        # The producer's floor keeps sparsely reported series (CloudWatch basic monitoring
+        # beside detailed) from expiring, and losing their detector state, between reports.
+        return max(learned, entry.seen + ttl)
 
     def sweep(self) -> int:
         """Drop every series not refreshed in time; return how many went away."""

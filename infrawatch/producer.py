@@ -54,6 +54,9 @@ class BaseProducer:
 
     name: str
     interval: float
+    # Seconds a series of this producer stays live without a refresh, at least (0: learned
+    # from its cadence alone). Sources that report some series sparsely set it.
+    series_ttl: float = 0.0
 
     async def __aenter__(self) -> Self:
         return self

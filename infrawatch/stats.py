@@ -39,6 +39,7 @@ class ProducerStats:
     consecutive_failures: int = 0
     last_success: float | None = None  # wall clock, epoch seconds
     last_tick_done: float | None = None  # monotonic seconds
+    series_ttl: float = 0.0  # seconds a series lives without a refresh, at least (latest.py)
 
 
 @dataclass(slots=True)

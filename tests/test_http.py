@@ -311,3 +311,29 @@ async def test_malformed_requests_get_400_without_echo(tmp_path: Path) -> None:
             assert b"script" not in answer, answer
             assert b"aaaa" not in answer, answer
             assert body == b"400: Bad Request", body
+
+
+def test_sparse_series_live_for_their_producers_ttl() -> None:
+    # CloudWatch: polled every 60 s, but an instance on basic monitoring reports every 300 s.
+    now = [1000.0]
+    stats = AgentStats()
+    stats.producer("cloudwatch", 60.0).series_ttl = 900.0 + 60.0
+    expired: list[Any] = []
+    latest = LatestValues(stats, clock=lambda: now[0], on_expire=expired.append)
+    detailed = make_labels({"instance_id": "i-detailed"})
+    basic = make_labels({"instance_id": "i-basic"})
+    name = "aws.ec2.cpuutilization.average"
+    for step in range(30):  # 30 minutes of polls
+        batch = [Sample(name, 1.0, now[0], detailed)]
+        if step % 5 == 0:
+            batch.append(Sample(name, 2.0, now[0], basic))
+        latest.update("cloudwatch", batch)
+        now[0] += 60.0
+    assert expired == []
+    assert latest.get((name, basic)) is not None
+    # Terminated: no datapoint for longer than the TTL while the others keep reporting.
+    for _ in range(17):
+        latest.update("cloudwatch", [Sample(name, 1.0, now[0], detailed)])
+        now[0] += 60.0
+    assert latest.get((name, basic)) is None
+    assert expired == [(name, basic)]

@@ -100,6 +100,9 @@ class CloudWatchProducer(BaseProducer):
     ) -> None:
         self.config = config
         self.interval = config.poll_interval
+        # A series is live while it has datapoints in the look-back window: an instance on basic
+        # monitoring reports every 5 minutes even when the producer polls every minute.
+        self.series_ttl = config.lookback + config.poll_interval
         self._clock = clock
         self._describe_page_size = describe_page_size
         self._stack: AsyncExitStack | None = None
