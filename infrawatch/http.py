@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
@@ -197,6 +198,8 @@ class HttpServer:
 class _QuietRequestHandler(web.RequestHandler):
     """aiohttp's connection handler, except that error answers never quote the request."""
 
+    server: _QuietServer  # set by the server that made this handler
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -214,6 +217,19 @@ class _QuietRequestHandler(web.RequestHandler):
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """A malformed request is the client's problem: one line, no traceback, no request
+        bytes (they would land in the log), and fewer lines as a scanner keeps going. A failure
+        in our own handlers keeps its traceback."""
+        exc = kw.get("exc_info")
+        if not isinstance(exc, HttpProcessingError):
+            super().log_exception(*args, **kw)
+            return
+        self.server.malformed += 1
+        count = self.server.malformed
+        if count & (count - 1) == 0:  # logged once per doubling of the count
+            log.warning("http.malformed_request", error=type(exc).__name__, total=count)
+
 
 class _QuietServer(web.Server):
     """aiohttp's low-level server, with `_QuietRequestHandler` per connection."""
@@ -223,6 +239,11 @@ class _QuietServer(web.Server):
     ) -> None:
         super().__init__(handler, **kwargs)
         self._handler_kwargs = kwargs
+        self.malformed = 0  # malformed requests since start
 
     def __call__(self) -> web.RequestHandler:
-        return _QuietRequestHandler(self, loop=asyncio.get_running_loop(), **self._handler_kwargs)
+        handler = _QuietRequestHandler(
+            self, loop=asyncio.get_running_loop(), **self._handler_kwargs
+        )
+        handler.server = self
+        return handler

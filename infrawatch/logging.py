@@ -17,6 +17,18 @@ _LEVELS = {
 }
 
 
+# Libraries whose debug/info output is per request or per statement (aiosqlite logs every SQL
+# call; aiohttp.server logs the raw bytes of malformed requests): warnings and up only.
+_QUIET_LOGGERS = (
+    "aiohttp.access",
+    "aiohttp.server",
+    "aiosqlite",
+    "botocore",
+    "aiobotocore",
+    "urllib3",
+)
+
+
 def _rename_logger(_: Any, __: str, event_dict: structlog.typing.EventDict) -> Any:
     # structlog names it "logger" already for bound loggers; stdlib records carry "logger" too.
     event_dict.setdefault("logger", "infrawatch")
@@ -55,7 +67,7 @@ def configure(
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
     # Third-party loggers speak through the same handler, but only about real problems.
-    for noisy in ("aiohttp.access", "botocore", "aiobotocore", "urllib3"):
+    for noisy in _QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(max(_LEVELS[level], logging.WARNING))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

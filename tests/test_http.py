@@ -24,6 +24,7 @@ from infrawatch.latest import LatestValues
 from infrawatch.model import Sample, make_labels
 from infrawatch.queue import BatchQueue
 from infrawatch.stats import AgentStats, PeerStats, SinkStats
+from tests.support_alert_logs import captured_logs
 from tests.support_http import ScriptedProducer, base_url, running_agent, settings, wait_until
 
 
@@ -301,16 +302,21 @@ async def test_malformed_requests_get_400_without_echo(tmp_path: Path) -> None:
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1" + probe + b"\r\n\r\n",
         b"GET /\x00" + probe + b" HTTP/1.1\r\nHost: x\r\n\r\n",
     ]
-    async with running_agent(settings(tmp_path), [ScriptedProducer()]) as agent:
-        assert agent.http is not None
-        assert agent.http.port is not None
-        for raw in requests:
-            answer = await _raw_request(agent.http.port, raw)
-            head, _, body = answer.partition(b"\r\n\r\n")
-            assert b" 400 " in head.split(b"\r\n")[0], answer
-            assert b"script" not in answer, answer
-            assert b"aaaa" not in answer, answer
-            assert body == b"400: Bad Request", body
+    with captured_logs() as logs:
+        async with running_agent(settings(tmp_path), [ScriptedProducer()]) as agent:
+            assert agent.http is not None
+            assert agent.http.port is not None
+            for raw in requests:
+                answer = await _raw_request(agent.http.port, raw)
+                head, _, body = answer.partition(b"\r\n\r\n")
+                assert b" 400 " in head.split(b"\r\n")[0], answer
+                assert b"script" not in answer, answer
+                assert b"aaaa" not in answer, answer
+                assert body == b"400: Bad Request", body
+    # The log gets one line per doubling, no tracebacks and none of the request's bytes.
+    malformed = logs.named("http.malformed_request")
+    assert [e["total"] for e in malformed] == [1, 2, 4]
+    assert not [line for line in logs.raw if "<script>" in line or "Traceback" in line]
 
 
 def test_sparse_series_live_for_their_producers_ttl() -> None:
