@@ -186,7 +186,8 @@ async def test_unwritable_batch_is_dropped_not_retried_forever(
 ) -> None:
     stats = AgentStats()
     pipeline = make_pipeline(store, stats)
-    poison = Batch("host", [Sample("m", 1.0, None)])  # type: ignore[arg-type]  # ts NOT NULL fails
+    # A label that is not valid UTF-8 (built by hand, past make_labels) can never be stored.
+    poison = Batch("host", [Sample("m", 1.0, 1.0, (("name", "y\udcffz"),))])
     await pipeline.process([poison])
     await pipeline.process([batch(1)])
     assert stored_values(store.path) == [1.0] * 50
@@ -195,15 +196,18 @@ async def test_unwritable_batch_is_dropped_not_retried_forever(
 
 
 async def test_non_finite_value_costs_only_itself(store: SignallingStore, log: Recorder) -> None:
-    """A NaN or ±inf reading is skipped and counted; the rest of its batch is stored."""
+    """A NaN or ±inf reading is dropped and counted; the rest of its batch is stored."""
     stats = AgentStats()
     pipeline = make_pipeline(store, stats)
     bad = [Sample("m", math.nan, 1.0), Sample("m", math.inf, 2.0), Sample("m", -math.inf, 3.0)]
     await pipeline.process([Batch("host", [*bad, *batch(1).samples])])
     assert stored_values(store.path) == [1.0] * 50
-    assert store.non_finite_skipped == 3
+    assert stats.producers["host"].dropped == 3  # the pipeline drops them before detection
     assert stats.store_dropped == 0
     assert log.named("store.batch_unwritable") == []
+    # The store is the second line of defence for direct callers.
+    await store.write([Sample("m", math.nan, 9.0)])
+    assert store.non_finite_skipped == 1
 
 
 def test_backoff_never_overflows() -> None:
