@@ -241,8 +241,9 @@ def render_samples(series: Sequence[SeriesPoints], fmt: Format, out: TextIO) -> 
         if not values:
             out.write(f"{name}  (no points in range)\n")
             continue
+        count = f"{len(values)} point" + ("" if len(values) == 1 else "s")
         summary = (
-            f"{len(values)} points  min {_number(min(values))}  max {_number(max(values))}"
+            f"{count}  min {_number(min(values))}  max {_number(max(values))}"
             f"  last {_number(values[-1])}"
         )
         out.write(f"{name}  {sparkline(values)}  {summary}\n")
