@@ -49,6 +49,13 @@ class FileScores:
         """The folder the file sits in."""
         return self.name.split("/", 1)[0]
 
+    @property
+    def scored_windows(self) -> int:
+        """Windows with a row past probation: one wholly inside it is not scored (NAB's scorer
+        drops probation rows before counting windows, for the detector, null and perfect)."""
+        start = probation(len(self.scores))
+        return sum(1 for _, right in self.windows if right >= start)
+
 
 @dataclass
 class _Row:
@@ -66,7 +73,8 @@ def probation(n: int) -> int:
 def _rows(files: Sequence[FileScores]) -> tuple[list[_Row], int]:
     """Every scored row with its window id and σ factor; returns (rows, number of windows)."""
     rows: list[_Row] = []
-    window_id = 0
+    window_id = 0  # ids only key the windows; probation windows get ids but never rows
+    scored = 0
     tp_norm = sigma(-1.0)
     for f in files:
         n = len(f.scores)
@@ -93,7 +101,8 @@ def _rows(files: Sequence[FileScores]) -> tuple[list[_Row], int]:
                 y = abs(prev[1] - i) / max(prev_width - 1, 1)
                 rows.append(_Row(f.scores[i], -1, sigma(y), i))
         window_id += len(windows)
-    return rows, window_id
+        scored += f.scored_windows
+    return rows, scored
 
 
 def sweep(files: Sequence[FileScores], profile: str) -> tuple[float, float, float]:
@@ -161,11 +170,11 @@ def report(files: Sequence[FileScores]) -> dict[str, dict[str, float]]:
         by_cat[f.category].append(f)
     for profile, (a_tp, _a_fp, a_fn) in PROFILES.items():
         threshold, _total, norm = sweep(files, profile)
-        nw_all = sum(len(f.windows) for f in files)
+        nw_all = sum(f.scored_windows for f in files)
         at_half = normalise(score_at(files, profile, 0.5), -a_fn * nw_all, a_tp * nw_all)
         entry = {"threshold": threshold, "score": norm, "at_0.5": at_half}
         for cat, members in sorted(by_cat.items()):
-            nw = sum(len(m.windows) for m in members)
+            nw = sum(m.scored_windows for m in members)
             raw = score_at(members, profile, threshold)
             entry[cat] = normalise(raw, -a_fn * nw, a_tp * nw) if nw else raw
         out[profile] = entry
@@ -218,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = load_results(args.results, args.windows, args.detector)
     if not files:
         parser.error(f"no {args.detector}_*.csv files under {args.results / args.detector}")
-    windows = sum(len(f.windows) for f in files)
+    windows = sum(f.scored_windows for f in files)
     print(f"{len(files)} files, {windows} windows")
     for profile, entry in report(files).items():
         cats = "  ".join(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def test_reads_a_results_tree(tmp_path: Path) -> None:
     files = nab_score.load_results(tmp_path / "res", windows, "infrawatch")
     assert [(f.name, f.windows) for f in files] == [("cat/f.csv", [(100, 108)])]
     assert report(files)["standard"]["score"] == pytest.approx(100.0)
+
+
+def test_a_window_inside_probation_is_not_scored() -> None:
+    # NAB's scorer: probation rows are ignored entirely, so a window that lies wholly in them
+    # is neither a miss nor part of the normalisation; one that straddles it keeps its width.
+    files = [FileScores("cat/f.csv", [0.0] * N, [(10, 60), (140, 189), (300, 349)])]
+    files[0].scores[150] = 1.0  # the straddling window, 11 rows in of 50
+    files[0].scores[300] = 1.0
+    threshold, total, score = sweep(files, "standard")
+    assert threshold == 1.0
+    assert total == pytest.approx(sigma(-40 / 50) / sigma(-1.0) + 1.0)
+    assert score == pytest.approx(100 * (total + 2) / 4)
+    assert report(files)["standard"]["cat"] == pytest.approx(score)
+
+
+def test_fp_cost_is_relative_to_the_previous_window_by_hand() -> None:
+    files = corpus((300, 700), (300, 700))
+    files[0].scores[359] = 1.0  # 10 rows past a 50-row window: y = 10 / 49
+    files[1].scores[320] = 0.8  # lower score, earlier in a window already detected at 300
+    _, total, _ = sweep(files, "standard")
+    assert total == pytest.approx(4.0 + 0.11 * (2 / (1 + math.exp(5 * 10 / 49)) - 1))

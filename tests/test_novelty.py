@@ -91,3 +91,24 @@ def test_memory_per_series_stays_bounded() -> None:
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert grown < 10_000  # bytes, after 20,000 samples: nothing accumulates per sample
+
+
+def test_a_flat_history_reads_as_flat_not_infinite() -> None:
+    values = [5.0] * 400 + [6.0]
+    changes = feed(NoveltyDetector(NoveltyConfig(seasonal=False, median_weight=0)), values)
+    assert firing(changes) == [400]
+    summary = changes[0][1].summary
+    assert "inf" not in summary
+    assert summary.startswith("value 6 above the 33-hour maximum 5 (")
+
+
+def test_score_is_below_half_when_the_exceedance_is_below_the_threshold_by_one_ulp() -> None:
+    # The calibration contract at the boundary: score >= 0.5 exactly when exceedance >= threshold.
+    history = [0.0, 1.0] * 200
+    for threshold, fires in [(0.5, True), (math.nextafter(0.5, math.inf), False)]:
+        config = NoveltyConfig(seasonal=False, median_weight=0, threshold=threshold)
+        det = NoveltyDetector(config)
+        changes = feed(det, [*history, 1.5])  # exceedance (1.5 - 1) / 1 = 0.5 exactly
+        assert det.states()[KEY].value == 0.5
+        assert (det.score(KEY) >= 0.5) is fires
+        assert bool(firing(changes)) is fires

@@ -49,3 +49,19 @@ def test_seeded_slot_means_are_the_reference() -> None:
     ring = SeasonalRing(width=300.0, slots=288)
     ring.seed(600.0, 42.0)
     assert ring.change(DAY + 650.0, 45.0) == pytest.approx(3.0)
+
+
+def test_a_late_sample_of_a_closed_slot_leaves_the_ring_alone() -> None:
+    # CloudWatch can deliver a point later than a newer one. Re-opening its slot would write
+    # today's half-filled slot into the ring as "yesterday" and compare the rest of it with that.
+    ring = SeasonalRing(width=300.0, slots=288)
+    ts = 0.0
+    while ts < DAY:
+        ring.change(ts, 10.0)
+        ts += STEP
+    assert ring.change(DAY + 600.0, 30.0) == pytest.approx(20.0)
+    assert math.isnan(ring.change(DAY + 290.0, 30.0))  # late: no trustworthy reference
+    assert ring.change(DAY + 610.0, 30.0) == pytest.approx(20.0)  # still vs yesterday
+    for t in range(0, 300, 10):
+        ring.change(DAY + 900.0 + t, 30.0)  # close today's slot 2 and fill slot 3
+    assert ring.change(2 * DAY + 600.0, 30.0) == pytest.approx(0.0)  # slot 2 = its full mean

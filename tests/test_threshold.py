@@ -124,3 +124,15 @@ def test_default_rules_cover_host_utilizations_and_fire_in_percent() -> None:
 def test_invalid_rules_are_rejected(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         rule(**fields)
+
+
+def test_critical_must_also_hold_for_the_for_duration() -> None:
+    # Like two Prometheus rules with the same `for`: a one-sample blip above critical neither
+    # fires as critical nor escalates a firing warning; critical held for `for` does.
+    det = ThresholdDetector([rule(critical=0.97, resolve=0.8, **{"for": 600})])
+    values = [0.92, 0.92, 0.99, 0.92, 0.99, 0.99, 0.99, 0.5]
+    assert statuses(feed(det, values, step=300)) == [
+        (2, "firing", "warning"),
+        (6, "firing", "critical"),
+        (7, "resolved", "critical"),
+    ]

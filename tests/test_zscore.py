@@ -156,3 +156,27 @@ def test_automatic_threshold_is_higher_beside_novelty() -> None:
         {"novelty": {"overrides": [{"metric": "m", "enabled": False}]}}
     )
     assert firing(feed(ZScoreDetector(off.zscore, off.novelty), values)) == [500]
+
+
+def test_a_nan_first_sample_does_not_poison_the_series() -> None:
+    det = ZScoreDetector(ZScoreConfig())
+    values = [float("nan"), *noisy(300)]
+    values[250] = 30.0
+    assert firing(feed(det, values)) == [250]
+
+
+def test_restore_history_covers_the_longest_override() -> None:
+    config = AnalysisConfig.model_validate(
+        {"zscore": {"overrides": [{"metric": "slow.*", "suppress": "7d", "season": "7d"}]}}
+    )
+    # The overridden series needs a season and two suppression blocks of history to restore.
+    assert ZScoreDetector(config.zscore).history_seconds() >= 7 * 86400 + 2 * 7 * 86400
+
+
+def test_score_is_below_half_one_ulp_below_the_threshold() -> None:
+    import math
+
+    for threshold in (5.0, 15.0, 14.082551609558761, 43.350785289687174):
+        assert score_of(threshold, threshold) == 0.5
+        assert score_of(math.nextafter(threshold, 0.0), threshold) < 0.5
+        assert score_of(math.nextafter(threshold, math.inf), threshold) >= 0.5

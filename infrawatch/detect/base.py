@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from infrawatch.model import Anomaly, Sample, SeriesKey
+
+# The largest float below 0.5: the score of a statistic within rounding of its threshold but below
+# it (x / (x + t) rounds to exactly 0.5 for x one ulp below t, which would fire).
+BELOW_HALF = math.nextafter(0.5, 0.0)
+
+
+def calibrated(stat: float, threshold: float) -> float:
+    """Score in [0, 1) of a non-negative statistic: stat / (stat + threshold), 0.5 exactly at the
+    threshold, and >= 0.5 if and only if stat >= threshold."""
+    if stat <= 0.0:
+        return 0.0
+    score = stat / (stat + threshold)
+    return BELOW_HALF if score >= 0.5 and stat < threshold else score
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infrawatch.detect.base import PerSeriesDetector
+from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector
 from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.seasonal import SeasonalRing
@@ -307,7 +307,7 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
         except KeyError:
             params = novelty_params(self.config, key)
             st = self._series[key] = _NState(params) if params is not None else None
-        if st is None or x != x:
+        if st is None or x - x != 0.0:  # disabled, or NaN/±inf (it would poison the ranges)
             return []
         p = st.p
         if ts > st.last_ts:
@@ -346,6 +346,8 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
                         st.evidence = (f, v, lo, hi, r.since())
             r.add(v, ts, p)
         raw = best / (best + p.threshold) if best > 0.0 else 0.0
+        if raw >= 0.5 and best < p.threshold:  # rounding: below the threshold never fires
+            raw = BELOW_HALF
         # Refractory: a detection counts only if it beats every score of the last period.
         n = ranges[0].n
         if n >= st.block_end_n and ts >= st.block_end_ts:
@@ -381,7 +383,8 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             span = _span(sample.ts - since)
             width = hi - lo
             beyond = (v - hi) if v > hi else (lo - v)
-            pct = 100.0 * beyond / width if width > 0 else math.inf
+            # A flat history has no width to measure against: say so rather than "inf %".
+            by = f"by {100.0 * beyond / width:.1f} % of the range" if width > 0 else "flat till now"
             evidence.update(
                 feature=FEATURES[f], feature_value=v, min=lo, max=hi, history_s=sample.ts - since
             )
@@ -396,7 +399,7 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             else:
                 what = f"change vs {format_duration(p.slot_width * p.slots)} ago {v:+.4g}"
             if status == "firing":
-                summary = f"{what} {side} the {span} {bound} (by {pct:.1f} % of the range)"
+                summary = f"{what} {side} the {span} {bound} ({by})"
         return Anomaly(
             name=sample.name,
             labels=sample.labels,

@@ -30,8 +30,13 @@ class SeasonalRing:
         self.n = 0
 
     def change(self, ts: float, x: float) -> float:
-        """`x` minus its slot's mean one season before `ts` (NaN until a season has passed)."""
+        """`x` minus its slot's mean one season before `ts` (NaN until a season has passed, and
+        for a late sample older than the slot being filled)."""
         slot = int(ts // self.width)
+        if slot < self.current:
+            # A late sample of a closed slot: its ring entry may already hold this season's
+            # mean, and re-opening it would close today's slot half-filled. Skip it.
+            return NAN
         if slot != self.current:
             if self.n:
                 self.ring[self.current % self.slots] = self.total / self.n

@@ -3,7 +3,8 @@
 Per (series, rule):
 - pending: the firing condition (`value op level`) holds; it must keep holding for `for` seconds
   (measured on sample times, like Prometheus) before the rule fires;
-- firing: reported once; a rise from warning to critical is reported again as a firing change;
+- firing: reported once; a rise from warning to critical is reported again as a firing change
+  once critical has held for `for` seconds too (each level keeps its own hold timer);
 - the rule resolves when `value op resolve` no longer holds (default resolve: the lowest firing
   level),
   and has stayed there for `keep_firing_for` seconds — so a value hovering at the edge never flaps.
@@ -29,12 +30,12 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 
 class _RuleState:
-    __slots__ = ("clear_since", "firing", "pending_severity", "pending_since", "rule")
+    __slots__ = ("clear_since", "firing", "held_since", "rule")
 
     def __init__(self, rule: _Rule) -> None:
         self.rule = rule
-        self.pending_since: float | None = None
-        self.pending_severity: Severity | None = None
+        # Per level (most severe first): since when its condition has held without a break.
+        self.held_since: list[float | None] = [None] * len(rule.levels)
         self.firing: Severity | None = None
         self.clear_since: float | None = None
 
@@ -55,12 +56,24 @@ class _Rule:
         self.levels = levels  # most severe first
         self.resolve_level = config.resolve if config.resolve is not None else config.fire_level
 
-    def severity(self, value: float) -> tuple[Severity, float] | None:
-        """The most severe level whose condition `value` meets."""
-        for severity, level in self.levels:
-            if self.fire(value, level):
-                return severity, level
-        return None
+    def due(self, st: _RuleState, ts: float, value: float) -> tuple[Severity, float] | None:
+        """Advance each level's hold timer; the most severe level held for `for` seconds.
+
+        Each level needs `for` on its own (like one Prometheus rule per severity): a short blip
+        above critical neither fires as critical nor escalates a firing warning.
+        """
+        due: tuple[Severity, float] | None = None
+        held = st.held_since
+        for i, (severity, level) in enumerate(self.levels):
+            if not self.fire(value, level):
+                held[i] = None
+                continue
+            since = held[i]
+            if since is None:
+                since = held[i] = ts
+            if due is None and ts - since >= self.config.for_:
+                due = severity, level
+        return due
 
 
 class ThresholdDetector:
@@ -120,16 +133,9 @@ class ThresholdDetector:
         rule = st.rule
         cfg = rule.config
         ts, value = sample.ts, sample.value
-        hit = rule.severity(value)
+        hit = rule.due(st, ts, value)
         if st.firing is None:
             if hit is None:
-                st.pending_since = None
-                st.pending_severity = None
-                return None
-            if st.pending_since is None:
-                st.pending_since = ts
-            st.pending_severity = hit[0]
-            if ts - st.pending_since < cfg.for_:
                 return None
             st.firing = hit[0]
             st.clear_since = None
@@ -146,7 +152,6 @@ class ThresholdDetector:
             if ts - st.clear_since >= cfg.keep_firing_for:
                 severity = st.firing
                 st.firing = None
-                st.pending_since = None
                 st.clear_since = None
                 return self._anomaly(sample, rule, severity, rule.resolve_level, "resolved")
         else:

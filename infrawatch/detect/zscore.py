@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infrawatch.detect.base import PerSeriesDetector
+from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector, calibrated
 from infrawatch.detect.config import NoveltyConfig, ZScoreConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.novelty import novelty_params
@@ -111,9 +111,7 @@ class _ZState:
 
 def score_of(z: float, threshold: float) -> float:
     """Calibrated score in [0, 1): z / (z + threshold), 0.5 exactly at the threshold."""
-    if z <= 0.0:
-        return 0.0
-    return z / (z + threshold)
+    return calibrated(z, threshold)
 
 
 def _params(
@@ -163,23 +161,31 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
     def history_seconds(self) -> float:
         """Replaying this much history rebuilds a baseline indistinguishable from a long run."""
         c = self.config
-        longest = max([c.window, *(o.window for o in c.overrides if o.window)])
-        # Three time constants leave e^-3 ≈ 5 % of the weight to older samples; the seasonal
-        # ring and the suppression blocks need one season and two blocks.
-        return max(3.0 * longest, (c.season if c.seasonal else 0.0) + 2.0 * c.suppress)
+        need = 0.0
+        for o in [None, *c.overrides]:
+            window = o.window if o is not None and o.window else c.window
+            seasonal = o.seasonal if o is not None and o.seasonal is not None else c.seasonal
+            season = o.season if o is not None and o.season else c.season
+            suppress = o.suppress if o is not None and o.suppress else c.suppress
+            # Three time constants leave e^-3 ≈ 5 % of the weight to older samples; the seasonal
+            # ring and the suppression blocks need one season and two blocks.
+            need = max(need, 3.0 * window, (season if seasonal else 0.0) + 2.0 * suppress)
+        return need
 
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample, update the baseline, return a firing/resolved change if any."""
         key = (sample.name, sample.labels)
         x = sample.value
         ts = sample.ts
+        if x - x != 0.0:  # NaN or ±inf: no z, and it must not seed or move the baseline
+            return []
         try:
             st = self._series[key]
         except KeyError:
             params = _params(self.config, key, self.novelty)
             self._series[key] = _ZState(params, ts, x) if params is not None else None
             return []
-        if st is None or x != x:  # disabled series, or NaN
+        if st is None:  # disabled series
             return []
         p = st.p
         dt = ts - st.last_ts
@@ -256,6 +262,8 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
         st.mean += a * dev
         st.var = (1.0 - a) * (st.var + a * dev * dev)
         raw = zbest / (zbest + p.threshold) if zbest > 0.0 and n >= p.min_samples else 0.0
+        if raw >= 0.5 and zbest < p.threshold:  # rounding: below the threshold never fires
+            raw = BELOW_HALF
         # Suppression: the running maximum over the last one to two `suppress` periods.
         if ts >= st.block_end:
             if ts >= st.block_end + p.suppress:
