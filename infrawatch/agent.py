@@ -28,6 +28,7 @@ from infrawatch.detect.restore import restore_detectors
 from infrawatch.http import HttpServer
 from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
+from infrawatch.model import SeriesKey
 from infrawatch.pipeline import Pipeline
 from infrawatch.producer import Producer, ResumingProducer
 from infrawatch.queue import BatchQueue
@@ -241,11 +242,14 @@ class Agent:
                 producer.interval = seconds
                 self.producer_wakeups.setdefault(name, asyncio.Event()).set()
 
-    def _forget_series(self, key: tuple[str, Any]) -> None:
-        # A series that stopped reporting (process exited, instance gone) leaves the detectors too.
+    def _forget_series(self, key: SeriesKey) -> None:
+        # A series that stopped reporting (process exited, instance gone) leaves the detectors,
+        # and its firing alerts resolve: no detector will ever send their resolve now.
         if self.pipeline is not None:
             for detector in self.pipeline.detectors:
                 detector.forget(key)
+        if self.alert_service is not None:
+            self.alert_service.series_gone(key)
 
     def handle_exit(self, sig: int) -> None:
         """Signal handler: first call starts a graceful shutdown, a second forces exit."""

@@ -332,3 +332,27 @@ def test_escalated_alert_that_resolves_before_the_next_tick_is_still_resolved() 
     e.observe([anomaly(severity="critical")], T0 + 10)
     e.observe([anomaly("resolved", severity="critical", ts=T0 + 20)], T0 + 20)
     assert statuses(e.flush(T0 + 60)) == [[("cpu_high", "resolved", False)]]
+
+
+def test_alerts_of_a_series_that_stopped_reporting_resolve() -> None:
+    # A process exits while its alert fires: no detector will ever send the resolve.
+    e = engine()
+    gone = anomaly(rule="proc_cpu", name="process.cpu.utilization", pid="42", name_="java")
+    stays = anomaly(rule="proc_cpu", name="process.cpu.utilization", pid="7", name_="nginx")
+    other_metric = anomaly(rule="mem", name="process.memory.usage", pid="42", name_="java")
+    e.observe([gone, stays, other_metric], T0)
+    assert len(e.flush(T0 + 30)) == 2  # grouped by alertname
+    assert e.resolve_series((gone.name, gone.labels), T0 + 100) == 1
+    assert e.resolve_series((gone.name, gone.labels), T0 + 101) == 0  # already resolved
+    notes = e.flush(T0 + 330)
+    resolved = [a for n in notes for a in n.alerts if a["status"] == "resolved"]
+    assert [(a["labels"]["metric"], a["labels"]["pid"]) for a in resolved] == [
+        ("process.cpu.utilization", "42")
+    ]
+    assert resolved[0]["annotations"]["resolved_by"] == "series stopped reporting"
+    states = {(r.labels["metric"], r.labels["pid"]): r.state for r in e.alerts.values()}
+    assert states == {
+        ("process.cpu.utilization", "42"): "resolved",
+        ("process.cpu.utilization", "7"): "firing",
+        ("process.memory.usage", "42"): "firing",
+    }

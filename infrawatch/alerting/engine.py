@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from infrawatch.alerting.config import AlertingConfig
-from infrawatch.alerting.fingerprint import alert_labels, fingerprint
+from infrawatch.alerting.fingerprint import alert_labels, fingerprint, series_alert_labels
 from infrawatch.alerting.routing import Route, build_routes, build_silences, match_routes
 from infrawatch.logging import get_logger
-from infrawatch.model import Anomaly
+from infrawatch.model import Anomaly, SeriesKey
 
 log = get_logger("infrawatch.alerting")
 
@@ -169,6 +169,31 @@ class Engine:
                 self._flip(rec, now)
                 self._touch(rec, now)
             # A resolve for an alert we do not know (or already resolved) changes nothing.
+
+    def resolve_series(self, key: SeriesKey, now: float) -> int:
+        """Resolve every firing alert of a series that stopped reporting; return how many.
+
+        No detector will send a resolve for a series that is gone (a process exited, an
+        instance was terminated), so without this its alerts would fire forever, the way
+        Alertmanager resolves an alert Prometheus stops sending.
+        """
+        name, series_labels = key
+        wanted = series_alert_labels(name, series_labels)
+        resolved = 0
+        for rec in self.alerts.values():
+            if rec.state != "firing":
+                continue
+            own = {k: v for k, v in rec.labels.items() if k not in ("alertname", "severity")}
+            if own != wanted:
+                continue
+            rec.restored = False
+            rec.state = "resolved"
+            rec.ends_at = now
+            rec.annotations = {**rec.annotations, "resolved_by": "series stopped reporting"}
+            self._flip(rec, now)
+            self._touch(rec, now)
+            resolved += 1
+        return resolved
 
     def _fire(
         self,

@@ -13,13 +13,21 @@ _FNV_PRIME = 0x100000001B3
 _SEP = 0xFF  # never valid in UTF-8, so "a"+"bc" and "ab"+"c" hash differently
 
 
+def series_alert_labels(name: str, labels: Labels) -> dict[str, str]:
+    """The labels that identify a series in its alerts: metric (= series name), series labels."""
+    out = {"metric": name}
+    for key, value in labels:
+        out[f"exported_{key}" if key in RESERVED else key] = value
+    return out
+
+
 def alert_labels(anomaly: Anomaly) -> dict[str, str]:
     """The alert's labels: alertname (= rule), metric (= series name), series labels, severity."""
-    labels = {"alertname": anomaly.rule, "metric": anomaly.name}
-    for key, value in anomaly.labels:
-        labels[f"exported_{key}" if key in RESERVED else key] = value
-    labels["severity"] = anomaly.severity
-    return labels
+    return {
+        "alertname": anomaly.rule,
+        **series_alert_labels(anomaly.name, anomaly.labels),
+        "severity": anomaly.severity,
+    }
 
 
 def fingerprint(labels: dict[str, str] | Labels) -> str:

@@ -26,7 +26,7 @@ from infrawatch.alerting.sinks.alertmanager import AlertmanagerSink
 from infrawatch.alerting.sinks.log import LogSink
 from infrawatch.detect.base import Detector
 from infrawatch.logging import get_logger
-from infrawatch.model import Anomaly, make_labels
+from infrawatch.model import Anomaly, SeriesKey, make_labels
 from infrawatch.stats import AgentStats, SinkStats
 from infrawatch.store import Store
 
@@ -85,6 +85,7 @@ class AlertService:
         self.workers: dict[str, SinkWorker] = {}
         self._still_anomalous = still_anomalous or (lambda rec: None)
         self._incoming: list[Anomaly] = []
+        self._gone: list[SeriesKey] = []  # series that stopped reporting, for the engine task
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._unsaved_alerts: dict[str, AlertRecord] = {}
@@ -201,6 +202,12 @@ class AlertService:
         self._idle.clear()
         self._wake.set()
 
+    def series_gone(self, key: SeriesKey) -> None:
+        """A series stopped reporting: its firing alerts resolve at the engine's next step."""
+        self._gone.append(key)
+        self._idle.clear()
+        self._wake.set()
+
     # -- what /metrics shows ---------------------------------------------------------------
 
     def sink_counters(self) -> list[SinkCounters]:
@@ -244,7 +251,7 @@ class AlertService:
                 self._wake.set()
 
     def _next_wait(self) -> float | None:
-        if self._incoming or self._unsaved_items or self._unsaved_alerts:
+        if self._incoming or self._gone or self._unsaved_items or self._unsaved_alerts:
             return 0.0
         times = [t for t in (self.engine.next_due(), self._reconcile_at) if t is not None]
         return max(0.0, min(times) - self.clock()) if times else None
@@ -254,6 +261,10 @@ class AlertService:
         now = self.clock()
         anomalies, self._incoming = self._incoming, []
         self.engine.observe(anomalies, now)
+        gone, self._gone = self._gone, []
+        for key in gone:
+            if self.engine.resolve_series(key, now):
+                log.info("alert.series_gone", metric=key[0], labels=dict(key[1]))
         if self._reconcile_at is not None and now >= self._reconcile_at:
             self._reconcile_at = None
             resolved = self.engine.reconcile(now, self._still_anomalous)
@@ -287,7 +298,7 @@ class AlertService:
                 by_sink.setdefault(item.sink, []).append(item)
             for sink, batch in by_sink.items():
                 self.workers[sink].add(batch)
-        if not self._incoming:
+        if not self._incoming and not self._gone:
             self._idle.set()
 
     def _firing_payloads(self, sink: str) -> Callable[[], list[dict[str, Any]]]:
