@@ -7,12 +7,14 @@ import math
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from infrawatch.alerting import LogAlerter
 from infrawatch.collectors.rates import RateTracker
+from infrawatch.collectors.worker import DaemonWorker
 from infrawatch.detect.base import SeriesState
 from infrawatch.model import Anomaly, Sample, SeriesKey, make_labels
 from infrawatch.pipeline import Pipeline
@@ -248,3 +250,21 @@ async def test_non_finite_samples_are_dropped_before_detection_and_counted(
         p = stats.producers["p"]
         assert (p.stored, p.dropped) == (2, 3)
         assert await store.count_samples() == 2
+
+
+async def test_daemon_worker_returns_raises_and_survives_cancellation() -> None:
+    worker = DaemonWorker("test-worker")
+    try:
+        assert await worker.run(lambda: 6 * 7) == 42
+        with pytest.raises(ZeroDivisionError):
+            await worker.run(lambda: 1 // 0)
+        release = threading.Event()
+        stuck = asyncio.create_task(worker.run(release.wait))
+        await asyncio.sleep(0)  # the job is queued; cancel the waiter while it blocks
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        release.set()
+        assert await worker.run(lambda: "next job still runs") == "next job still runs"
+    finally:
+        worker.close()

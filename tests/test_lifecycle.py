@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
 import signal
 import socket
 import sqlite3
 from pathlib import Path
+
+import aiohttp
 
 from tests.agentproc import AgentProcess, write_config
 
@@ -97,3 +102,45 @@ async def test_port_in_use_is_one_clear_error_not_a_traceback(tmp_path: Path) ->
     assert f"cannot listen on 127.0.0.1:{port}" in failed["error"]
     assert "Traceback" not in agent.stderr
     assert all("Traceback" not in line for line in agent.raw_lines)
+
+
+async def test_a_hung_host_call_does_not_block_shutdown(tmp_path: Path) -> None:
+    # psutil reads <procfs>/filesystems first; as a FIFO nobody writes to, that open never
+    # returns: a stand-in for statvfs on a dead NFS mount.
+    procfs = tmp_path / "proc"
+    procfs.mkdir()
+    shutil.copy("/proc/stat", procfs / "stat")
+    os.mkfifo(procfs / "filesystems")
+    config = write_config(
+        tmp_path,
+        f"""
+[host]
+interval = 0.2
+metrics = ["filesystem"]
+procfs_path = "{procfs}"
+[http]
+enabled = true
+listen = "127.0.0.1:0"
+[agent]
+shutdown_deadline = 2
+""",
+    )
+    agent = await AgentProcess(config).start()
+    try:
+        listening = await agent.wait_for("http.listening")
+        url = f"http://127.0.0.1:{listening['port']}/healthz"
+        # /healthz turning 503 for "host" proves the tick is stuck in the blocked call.
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):  # bounded: 200 × 0.05 s
+                async with session.get(url) as response:
+                    if response.status == 503 and "host" in (await response.json())["stale"]:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the host producer never went stale")
+        agent.signal(signal.SIGTERM)
+        code = await agent.wait()
+    finally:
+        await agent.stop()
+    assert code == 0, agent.stderr
+    assert agent.named("agent.stopped")

@@ -1,23 +1,25 @@
 """Host metrics from psutil, named per the OpenTelemetry system semantic conventions.
 
-Every psutil call runs in a worker thread (`asyncio.to_thread`), never on the event loop. The
+Every psutil call runs on the producer's own daemon worker thread (`collectors/worker.py`),
+never on the event loop, and a call that hangs cannot keep the agent from exiting. The
 collector is the only caller of psutil's delta functions (`cpu_percent(None)` and the per-process
 `cpu_percent`), so their "since last call" windows are exactly one tick.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
+from types import TracebackType
 from typing import Any
 
 import psutil
 
 from infrawatch.collectors.cgroup import CgroupReader, detect
 from infrawatch.collectors.rates import RateTracker
+from infrawatch.collectors.worker import DaemonWorker
 from infrawatch.config import HostConfig
 from infrawatch.logging import get_logger
 from infrawatch.model import Labels, Sample, make_labels
@@ -52,10 +54,22 @@ class HostProducer(BaseProducer):
         self._primed = False
         self._cpu_primed_at: float | None = None  # monotonic seconds; None once read
         self._group_failures: dict[str, int] = {}  # metric group → consecutive failed ticks
+        self._worker: DaemonWorker | None = None
 
     async def __aenter__(self) -> HostProducer:
-        await asyncio.to_thread(self._setup)
+        self._worker = DaemonWorker("infrawatch-host")
+        await self._worker.run(self._setup)
         return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     def _setup(self) -> None:
         if str(self.config.procfs_path) != "/proc":
@@ -90,7 +104,9 @@ class HostProducer(BaseProducer):
 
     async def collect(self) -> list[Sample]:
         """One reading of every enabled metric group."""
-        return await asyncio.to_thread(self.collect_sync)
+        if self._worker is None:
+            raise RuntimeError("HostProducer.collect outside `async with`")
+        return await self._worker.run(self.collect_sync)
 
     def collect_sync(self) -> list[Sample]:
         """The blocking body of `collect`; runs in a worker thread."""
