@@ -77,3 +77,22 @@ class Anomaly:
     def key(self) -> SeriesKey:
         """The series this anomaly is about."""
         return (self.name, self.labels)
+
+    @classmethod
+    def of(
+        cls,
+        sample: Sample,
+        *,
+        detector: str,
+        rule: str,
+        severity: Severity,
+        status: AnomalyStatus,
+        score: float,
+        evidence: Mapping[str, float | str],
+        summary: str,
+    ) -> Anomaly:
+        """The state change a detector reports about `sample`'s series, at `sample`."""
+        return cls(
+            sample.name, sample.labels, sample.ts, sample.value, detector, rule, severity,
+            status, score, evidence, summary,
+        )  # fmt: skip

@@ -400,11 +400,8 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
                 what = f"change vs {format_duration(p.slot_width * p.slots)} ago {v:+.4g}"
             if status == "firing":
                 summary = f"{what} {side} the {span} {bound} ({by})"
-        return Anomaly(
-            name=sample.name,
-            labels=sample.labels,
-            ts=sample.ts,
-            value=sample.value,
+        return Anomaly.of(
+            sample,
             detector=self.name,
             rule="novelty",
             severity="warning",

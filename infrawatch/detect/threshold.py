@@ -181,11 +181,8 @@ class ThresholdDetector:
         else:
             back = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[cfg.op]
             summary = f"{name} {_fmt(name, sample.value)} back {back} {_fmt(name, level)}"
-        return Anomaly(
-            name=sample.name,
-            labels=sample.labels,
-            ts=sample.ts,
-            value=sample.value,
+        return Anomaly.of(
+            sample,
             detector=self.name,
             rule=cfg.name,
             severity=severity,

@@ -330,11 +330,8 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             )
         if status == "resolved":
             what = f"back to normal: {what} (resolves below {p.resolve_z:g}σ)"
-        return Anomaly(
-            name=sample.name,
-            labels=sample.labels,
-            ts=sample.ts,
-            value=sample.value,
+        return Anomaly.of(
+            sample,
             detector=self.name,
             rule="zscore",
             severity="warning",
