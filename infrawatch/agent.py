@@ -250,6 +250,7 @@ class Agent:
                 detector.forget(key)
         if self.alert_service is not None:
             self.alert_service.series_gone(key)
+        self.store.forget_series(key)
 
     def handle_exit(self, sig: int) -> None:
         """Signal handler: first call starts a graceful shutdown, a second forces exit."""

@@ -51,6 +51,51 @@ async def delete_expired(
         await asyncio.sleep(0)  # let a pipeline write in between chunks
 
 
+_DELETE_ANOMALIES = (
+    "DELETE FROM anomalies WHERE id IN (SELECT id FROM anomalies WHERE ts < ? ORDER BY ts LIMIT ?)"
+)
+# Series no row refers to any more (gone longer than every retention): a pid-labelled process
+# series would otherwise stay in the table for good.
+_DELETE_ORPHAN_SERIES = """
+DELETE FROM series WHERE id IN (
+    SELECT s.id FROM series AS s
+    WHERE NOT EXISTS (SELECT 1 FROM samples WHERE series_id = s.id)
+      AND NOT EXISTS (SELECT 1 FROM rollup_1m WHERE series_id = s.id)
+      AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE series_id = s.id)
+      AND NOT EXISTS (SELECT 1 FROM anomalies WHERE series_id = s.id)
+    LIMIT ?
+)
+"""
+
+
+async def delete_expired_anomalies(store: Store, cutoff: float, *, chunk: int = CHUNK_ROWS) -> int:
+    """Delete anomalies recorded before `cutoff` (epoch s), `chunk` per transaction."""
+    total = 0
+    while True:
+        async with store.transaction() as db, db.execute(_DELETE_ANOMALIES, (cutoff, chunk)) as cur:
+            deleted = cur.rowcount
+        total += deleted
+        if deleted < chunk:
+            return total
+        await asyncio.sleep(0)
+
+
+async def delete_orphan_series(store: Store, *, chunk: int = CHUNK_ROWS) -> int:
+    """Delete series rows nothing refers to, `chunk` per transaction; count them."""
+    total = 0
+    while True:
+        async with store.transaction() as db:
+            async with db.execute(_DELETE_ORPHAN_SERIES, (chunk,)) as cur:
+                deleted = cur.rowcount
+            if deleted:
+                # In the same transaction: no write can use a deleted id from the cache.
+                store.forget_all_series()
+        total += deleted
+        if deleted < chunk:
+            return total
+        await asyncio.sleep(0)
+
+
 @dataclass(slots=True)
 class MaintenanceResult:
     """What one maintenance run did."""
@@ -72,6 +117,11 @@ async def maintain(store: Store, config: StorageConfig, *, now: float) -> Mainte
     for table, setting in RETAINED_TABLES:
         keep: float = getattr(config, setting)
         result.deleted[table] = await delete_expired(store, table, now - keep)
+    # Anomalies are kept as long as the longest history, the hourly rollups.
+    result.deleted["anomalies"] = await delete_expired_anomalies(
+        store, now - config.rollup_1h_retention
+    )
+    result.deleted["series"] = await delete_orphan_series(store)
     return result
 
 

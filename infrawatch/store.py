@@ -127,6 +127,11 @@ MIGRATIONS: list[str] = [
     INSERT INTO rollup_pending (id, dirty_from, dirty_until, hour_dirty_from)
         SELECT 1, min(ts), max(ts), min(ts) FROM samples;
     """,
+    # Retention of anomalies and of series no table refers to any more (retention.py): the
+    # orphan check looks anomalies up by series.
+    """
+    CREATE INDEX anomalies_series ON anomalies (series_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -272,6 +277,14 @@ class Store:
                 async for series_id, name, labels in cur:
                     self._series_ids[by_text[(name, labels)]] = series_id
         return self._series_ids
+
+    def forget_series(self, key: SeriesKey) -> None:
+        """Drop a series' cached id (it stopped reporting): the cache holds live series only."""
+        self._series_ids.pop(key, None)
+
+    def forget_all_series(self) -> None:
+        """Drop every cached id (series rows were deleted; call inside that transaction)."""
+        self._series_ids.clear()
 
     async def write(self, samples: Sequence[Sample], anomalies: Sequence[Anomaly] = ()) -> None:
         """Persist one batch of samples and anomalies in a single transaction.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from infrawatch.config import StorageConfig
-from infrawatch.model import Sample
+from infrawatch.model import Anomaly, Sample
 from infrawatch.retention import Maintenance, delete_expired, maintain
 from infrawatch.store import Store
 from tests.support_history import NOW
@@ -115,3 +115,29 @@ async def test_maintenance_task_survives_a_locked_database(tmp_path: Path) -> No
         with pytest.raises(asyncio.CancelledError):
             await running
         assert task.runs == 3
+
+
+def _anomaly(name: str, ts: float) -> Anomaly:
+    return Anomaly(name, (), ts, 1.0, "threshold", "r", "warning", "firing")
+
+
+async def test_old_anomalies_and_orphan_series_go_and_writes_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    config = StorageConfig(
+        path=path, retention="1d", rollup_1m_retention="1d", rollup_1h_retention="2d"
+    )
+    async with Store(path) as store:
+        old = NOW - 10 * DAY
+        # "gone": a series last seen long ago, with an old anomaly; "live": reporting now.
+        await store.write([Sample("gone", 1.0, old)], [_anomaly("gone", old)])
+        await store.write([Sample("live", 1.0, NOW)], [_anomaly("live", NOW - 3 * DAY)])
+        result = await maintain(store, config, now=NOW)
+        assert result.deleted["anomalies"] == 2  # both older than the 2-day cut-off
+        assert result.deleted["series"] == 1  # "gone" has nothing left; "live" has samples
+        with sqlite3.connect(path) as conn:
+            names = [r[0] for r in conn.execute("SELECT name FROM series ORDER BY name")]
+        conn.close()
+        assert names == ["live"]
+        # "gone" was in the write path's id cache; it comes back as a new row, not an error.
+        await store.write([Sample("gone", 2.0, NOW)])
+        assert await store.history(("gone", ()), since=0) == [(NOW, 2.0)]
