@@ -319,19 +319,20 @@ def _has_path(data: Mapping[str, Any], path: tuple[str, ...]) -> bool:
     return True
 
 
-def _masked(value: Any) -> Any:
+def masked_value(value: Any) -> Any:
+    """`value` as plain data (models by TOML key, paths as text) with every secret masked."""
     if isinstance(value, SecretStr):
         return "**********" if value.get_secret_value() else ""
     if isinstance(value, BaseModel):
         # Keys as written in TOML: a field named `for_` is configured as `for`.
         return {
-            (field.alias or name): _masked(getattr(value, name))
+            (field.alias or name): masked_value(getattr(value, name))
             for name, field in type(value).model_fields.items()
         }
     if isinstance(value, list | tuple):
-        return [_masked(v) for v in value]
+        return [masked_value(v) for v in value]
     if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
+        return {k: masked_value(v) for k, v in value.items()}
     if isinstance(value, Path):
         return str(value)
     return value
@@ -361,14 +362,14 @@ def effective_items(loaded: LoadedConfig) -> Iterator[tuple[str, Any, str]]:
             if isinstance(value, BaseModel):
                 yield from walk(value, path)
             else:
-                yield ".".join(path), _masked(value), origin(path)
+                yield ".".join(path), masked_value(value), origin(path)
 
     yield from walk(loaded.settings, ())
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data with every secret masked."""
-    result: dict[str, Any] = _masked(settings)
+    result: dict[str, Any] = masked_value(settings)
     return result
 
 

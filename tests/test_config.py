@@ -196,3 +196,12 @@ def test_origin_is_per_value_not_per_section(
     assert origins["host.top_processes"] == "default"
     assert origins["agent.queue_size"] == "flag"
     assert origins["agent.shutdown_deadline"] == "default"
+
+
+def test_configuration_reference_is_current() -> None:
+    # docs/configuration.md's table is generated from the models and the example file.
+    script = Path(__file__).parent.parent / "scripts" / "config_reference.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
