@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format typecheck bench clean test-deps
+.PHONY: run test lint format docs bench clean test-deps
 
 # pip's output goes to a log that is shown only when the install fails.
 PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
@@ -46,6 +46,10 @@ lint: $(DEV_STAMP)
 format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The settings table in docs/configuration.md is generated; a test fails when it is stale.
+docs: $(DEV_STAMP)
+	$(BIN)/python scripts/config_reference.py
 
 # Glances is only a point of comparison, so it lives in its own venv.
 .venv-glances/bin/glances:
