@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 from infrawatch import rollup
+from infrawatch.alerting.engine import annotations_for
+from infrawatch.alerting.fingerprint import alert_labels, fingerprint
 from infrawatch.detect import build_detectors
 from infrawatch.detect.config import AnalysisConfig
 from infrawatch.detect.novelty import NoveltyDetector
@@ -145,3 +147,41 @@ async def test_restore_from_rollups_keeps_the_ranges_and_decisions(tmp_path: Pat
     assert [k[:3] for k in got if k[0] == "novelty" and k[2] != "score"] == changes
     novelty_scores = [(k, e) for k, e in zip(got, expected, strict=True) if k[0] == "novelty"]
     assert all(k[4] <= e[4] + 1e-12 for k, e in novelty_scores)
+
+
+async def test_threshold_firing_in_the_hysteresis_band_survives_a_restart(tmp_path: Path) -> None:
+    # Fires above 0.9, resolves only below 0.8; the value then sits at 0.85 for two hours,
+    # far longer than the rule's replay window (for + keep_firing_for = 60 s).
+    rule = {"name": "mem_high", "metric": "system.memory.utilization", "op": ">",
+            "warning": 0.9, "resolve": 0.8, "keep_firing_for": 60}  # fmt: skip
+    config = AnalysisConfig(threshold=[rule], zscore={"enabled": False}, novelty={"enabled": False})
+    history = [Sample("system.memory.utilization", 0.95, START)]
+    history += [Sample("system.memory.utilization", 0.85, START + 60 * i) for i in range(1, 121)]
+    end = history[-1].ts
+
+    uninterrupted = build_detectors(config)[0]
+    fired = [a for s in history for a in uninterrupted.observe(s)]
+    assert [a.status for a in fired] == ["firing"]
+
+    async with Store(tmp_path / "r.db") as store:
+        await store.write(history, fired)
+        # What the alerter persisted for it (alert_labels/annotations_for are its own functions).
+        labels, annotations = alert_labels(fired[0]), annotations_for(fired[0])
+        await store.db.execute(
+            "INSERT INTO alerts (fingerprint, alertname, state, severity, labels, annotations,"
+            " starts_at, updated_at) VALUES (?, ?, 'firing', ?, ?, ?, ?, ?)",
+            (fingerprint(labels), "mem_high", "warning", json.dumps(labels),
+             json.dumps(annotations), START, end),
+        )  # fmt: skip
+        restored = build_detectors(config)[0]
+        await restore_detectors(store, [restored], now=end)
+
+    key = ("system.memory.utilization", ())
+    assert uninterrupted.states()[key].anomalous
+    assert restored.states()[key].anomalous  # still firing, like the uninterrupted run
+    # And both resolve on the same sample once the value really drops.
+    drop = Sample("system.memory.utilization", 0.7, end + 60)
+    later = Sample("system.memory.utilization", 0.7, end + 130)
+    for detector in (uninterrupted, restored):
+        assert detector.observe(drop) == []
+        assert [a.status for a in detector.observe(later)] == ["resolved"]

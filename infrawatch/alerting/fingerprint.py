@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infrawatch.model import Anomaly, Labels
+from infrawatch.model import Anomaly, Labels, SeriesKey, make_labels
 
 # Labels the alert itself sets; a series label with one of these names is kept as exported_<name>
 # (Prometheus does the same when a scraped label collides with a target label).
@@ -19,6 +19,20 @@ def series_alert_labels(name: str, labels: Labels) -> dict[str, str]:
     for key, value in labels:
         out[f"exported_{key}" if key in RESERVED else key] = value
     return out
+
+
+def series_of_alert(labels: dict[str, str]) -> SeriesKey | None:
+    """The series an alert's labels name (the inverse of `series_alert_labels`), if any."""
+    name = labels.get("metric")
+    if name is None:
+        return None
+    series = {}
+    for key, value in labels.items():
+        if key in RESERVED:
+            continue
+        original = key.removeprefix("exported_")
+        series[original if original in RESERVED else key] = value
+    return name, make_labels(series)
 
 
 def alert_labels(anomaly: Anomaly) -> dict[str, str]:

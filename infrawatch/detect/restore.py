@@ -16,14 +16,17 @@ responsive; nothing else touches the detectors until they are handed to the pipe
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from infrawatch import rollup
+from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.detect.base import Detector
 from infrawatch.detect.novelty import NoveltyDetector
+from infrawatch.detect.threshold import ThresholdDetector
 from infrawatch.logging import get_logger
 from infrawatch.model import Labels, Sample
 from infrawatch.store import Store, labels_from_json
@@ -66,6 +69,7 @@ async def restore_detectors(
     wanted = {id(d): max(0.0, d.history_seconds()) for d in detectors}
     raw_from = {id(d): end - min(wanted[id(d)], cap) for d in detectors if wanted[id(d)] > 0}
     seeded = 0
+    await _seed_threshold_firing(store, detectors)
     for d in detectors:
         if use_rollups and isinstance(d, NoveltyDetector) and id(d) in raw_from:
             step = d.seed_step()
@@ -111,6 +115,29 @@ def _replay(
         for since, detector in plan:
             if sample.ts >= since:
                 detector.observe(sample)  # reported before the restart: discarded
+
+
+async def _seed_threshold_firing(store: Store, detectors: Sequence[Detector]) -> int:
+    """Mark the threshold rules whose alerts were firing at shutdown as firing; return how many.
+
+    Threshold state is not in the samples alone: a rule keeps firing while the value sits
+    between `resolve` and the firing level, for longer than any replay window."""
+    thresholds = [d for d in detectors if isinstance(d, ThresholdDetector)]
+    if not thresholds:
+        return 0
+    sql = "SELECT labels, severity, annotations FROM alerts WHERE state = 'firing'"
+    seeded = 0
+    async with store.db.execute(sql) as cur:
+        for labels_text, severity, annotations_text in await cur.fetchall():
+            labels = json.loads(labels_text)
+            if json.loads(annotations_text).get("detector") != ThresholdDetector.name:
+                continue
+            key = series_of_alert(labels)
+            if key is None or severity not in ("info", "warning", "critical"):
+                continue
+            for detector in thresholds:
+                seeded += detector.seed_firing(key, labels.get("alertname", ""), severity)
+    return seeded
 
 
 async def _seed(

@@ -108,15 +108,34 @@ class ThresholdDetector:
         """Drop a series' rule states."""
         self._series.pop(key, None)
 
-    def observe(self, sample: Sample) -> list[Anomaly]:
-        """Advance every matching rule; return firing/resolved changes."""
-        key = (sample.name, sample.labels)
+    def _states(self, key: SeriesKey) -> list[_RuleState]:
         states = self._series.get(key)
         if states is None:
             states = [
                 _RuleState(r) for r in self._rules if matches(key, r.config.metric, r.config.labels)
             ]
             self._series[key] = states
+        return states
+
+    def seed_firing(self, key: SeriesKey, rule: str, severity: Severity) -> bool:
+        """Start-up: `rule` was firing on `key` when the agent stopped; return False if no such
+        rule applies to the series any more.
+
+        The replay of the last `for` + `keep_firing_for` then resolves it only if the value
+        really went back past `resolve` for long enough: a value that sat in the hysteresis band
+        (below the firing level, above `resolve`) keeps it firing, as it would have without the
+        restart.
+        """
+        for st in self._states(key):
+            if st.rule.config.name == rule:
+                st.firing = severity
+                return True
+        return False
+
+    def observe(self, sample: Sample) -> list[Anomaly]:
+        """Advance every matching rule; return firing/resolved changes."""
+        key = (sample.name, sample.labels)
+        states = self._states(key)
         if not states:
             return []
         value = sample.value
