@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,6 @@ class Agent:
         self.producer_wakeups = {p.name: asyncio.Event() for p in self.producers}
         self._exit_event = asyncio.Event()
         self._producer_tasks: list[asyncio.Task[None]] = []
-        self._on_started: list[Callable[[], Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -194,7 +193,8 @@ class Agent:
     async def _stop_producers(self) -> None:
         for task in self._producer_tasks:
             task.cancel()
-        # A producer blocked in a worker thread finishes its tick; its samples are still queued.
+        # A tick still running is abandoned (its samples were never accepted, so nothing is lost
+        # that was counted); a call blocked in a worker thread does not hold the shutdown up.
         await asyncio.gather(*self._producer_tasks, return_exceptions=True)
 
     async def shutdown(self) -> None:
