@@ -356,3 +356,18 @@ def test_alerts_of_a_series_that_stopped_reporting_resolve() -> None:
         ("process.cpu.utilization", "7"): "firing",
         ("process.memory.usage", "42"): "firing",
     }
+
+
+def test_a_restored_alert_is_not_repeated_before_the_reconcile_confirms_it() -> None:
+    first = engine(group_wait=0, repeat_interval=3600)
+    first.observe([anomaly(host="web1")], T0)
+    assert len(first.flush(T0)) == 1
+    persisted = first.take_dirty()
+
+    # The agent was down for two hours: the repeat interval has passed by the restart.
+    second = engine(group_wait=0, repeat_interval=3600)
+    second.restore(persisted, T0 + 7200)
+    assert second.flush(T0 + 7200) == []  # not re-announced while unconfirmed
+    assert second.reconcile(T0 + 7320, lambda rec: True) == 0  # still anomalous: confirmed
+    notes = second.flush(T0 + 7200 + 300)
+    assert statuses(notes) == [[("cpu_high", "firing", False)]]

@@ -333,8 +333,12 @@ class Engine:
                 firing.append(rec)
         changed = any(rec.notified.get(route.name) != rec.shown for rec in firing)
         changed |= route.send_resolved and bool(resolved)
-        repeat = bool(firing) and (
-            group.last_notify is None or now - group.last_notify >= route.repeat_interval
+        # A repeat waits until a restored alert is confirmed (or resolved) by the restart
+        # reconcile: an alert that ended while the agent was down must not be re-announced.
+        repeat = (
+            bool(firing)
+            and not all(rec.restored for rec in firing)
+            and (group.last_notify is None or now - group.last_notify >= route.repeat_interval)
         )
         if not (changed or repeat):
             for rec in resolved:
