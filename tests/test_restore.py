@@ -185,3 +185,20 @@ async def test_threshold_firing_in_the_hysteresis_band_survives_a_restart(tmp_pa
     for detector in (uninterrupted, restored):
         assert detector.observe(drop) == []
         assert [a.status for a in detector.observe(later)] == ["resolved"]
+
+
+async def test_a_rule_added_over_history_that_already_meets_it_fires_on_the_first_live_sample(
+    tmp_path: Path,
+) -> None:
+    # The history was written without this rule; no alert was ever persisted for it.
+    history = [Sample("system.memory.utilization", 0.95, START + 60 * i) for i in range(20)]
+    rule = {"name": "mem_high", "metric": "system.memory.utilization", "op": ">",
+            "warning": 0.9, "for": 300}  # fmt: skip
+    config = AnalysisConfig(threshold=[rule], zscore={"enabled": False}, novelty={"enabled": False})
+    async with Store(tmp_path / "r.db") as store:
+        await store.write(history)
+        detector = build_detectors(config)[0]
+        await restore_detectors(store, [detector], now=history[-1].ts)
+    # The condition has held for longer than `for` in the history: the first live sample fires.
+    live = detector.observe(Sample("system.memory.utilization", 0.95, history[-1].ts + 60))
+    assert [(a.rule, a.status) for a in live] == [("mem_high", "firing")]

@@ -82,6 +82,7 @@ async def restore_detectors(
                 raw_from[id(d)] = raw_start
     history = max(wanted.values(), default=0.0)
     if not raw_from:
+        _finish(detectors)
         return RestoreResult(0, 0, 0.0, seeded)
     start = min(raw_from.values())
     names: dict[int, tuple[str, Labels]] = {}
@@ -92,6 +93,7 @@ async def restore_detectors(
             # The replay is pure CPU: a worker thread keeps the event loop free meanwhile.
             await asyncio.to_thread(_replay, rows, names, plan)
             count += len(rows)
+    _finish(detectors)
     log.info(
         "detect.restored",
         samples=count,
@@ -101,6 +103,13 @@ async def restore_detectors(
         detectors=[d.name for d in detectors],
     )
     return RestoreResult(count, len(names), min(history, cap), seeded)
+
+
+def _finish(detectors: Sequence[Detector]) -> None:
+    """Threshold rules the replay left firing without a persisted alert fire again live."""
+    for detector in detectors:
+        if isinstance(detector, ThresholdDetector):
+            detector.finish_restore()
 
 
 def _replay(

@@ -84,6 +84,8 @@ class ThresholdDetector:
     def __init__(self, rules: Sequence[ThresholdRule]) -> None:
         self._rules = [_Rule(r) for r in rules]
         self._series: dict[SeriesKey, list[_RuleState]] = {}
+        # (series, rule) marked firing at start-up from persisted alerts; see finish_restore.
+        self._announced: set[tuple[SeriesKey, str]] = set()
 
     def history_seconds(self) -> float:
         """Rule state is rebuilt from the last `for` + `keep_firing_for` of history."""
@@ -129,8 +131,27 @@ class ThresholdDetector:
         for st in self._states(key):
             if st.rule.config.name == rule:
                 st.firing = severity
+                self._announced.add((key, rule))
                 return True
         return False
+
+    def finish_restore(self) -> int:
+        """After the start-up replay: un-fire every rule no persisted alert says was firing.
+
+        The replay's reports are discarded as "reported before the restart", which is only true
+        for rules that were announced (`seed_firing`). A rule added to the config, or one whose
+        alert never got out, would otherwise sit silently "firing" over a condition that holds;
+        un-fired (its hold timers kept), it fires on the first live sample. Returns how many.
+        """
+        unfired = 0
+        for key, states in self._series.items():
+            for st in states:
+                if st.firing is not None and (key, st.rule.config.name) not in self._announced:
+                    st.firing = None
+                    st.clear_since = None
+                    unfired += 1
+        self._announced.clear()
+        return unfired
 
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Advance every matching rule; return firing/resolved changes."""
