@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +372,25 @@ def test_a_restored_alert_is_not_repeated_before_the_reconcile_confirms_it() -> 
     assert second.reconcile(T0 + 7320, lambda rec: True) == 0  # still anomalous: confirmed
     notes = second.flush(T0 + 7200 + 300)
     assert statuses(notes) == [[("cpu_high", "firing", False)]]
+
+
+def test_sent_alerts_carry_external_labels_without_changing_identity() -> None:
+    plain = engine(group_wait=0)
+    tagged = engine(group_wait=0, external_labels={"env": "prod", "host": "db7"})
+    for e in (plain, tagged):
+        e.observe([anomaly(host="web1")], T0)  # the series has its own `host` label
+        e.observe([anomaly(name="system.memory.utilization", rule="mem", cpu="0")], T0)
+    assert plain.alerts.keys() == tagged.alerts.keys()  # same fingerprints
+    by_rule = {a["labels"]["alertname"]: a["labels"] for n in tagged.flush(T0) for a in n.alerts}
+    assert by_rule["cpu_high"]["host"] == "web1"  # the alert's own label wins
+    assert by_rule["cpu_high"]["env"] == "prod"
+    assert by_rule["mem"]["host"] == "db7"
+    sent = {a["labels"]["alertname"]: a["labels"] for n in plain.flush(T0) for a in n.alerts}
+    assert sent["mem"]["host"] == socket.gethostname()  # by default, this machine's name
+
+
+def test_an_empty_external_label_is_left_out() -> None:
+    e = engine(group_wait=0, external_labels={"host": ""})
+    e.observe([anomaly(name="system.memory.utilization", rule="mem", cpu="0")], T0)
+    (note,) = e.flush(T0)
+    assert "host" not in note.alerts[0]["labels"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import socket
 from datetime import datetime
 from typing import Literal
 
@@ -149,6 +150,14 @@ class AlertingConfig(_Section):
     routes: list[RouteConfig] = Field(default_factory=list)
     silences: list[SilenceConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
+    # Labels added to every alert sent, like Prometheus' external_labels (an alert's own labels
+    # win). `host` is this machine's hostname unless set here ("" leaves it out).
+    external_labels: dict[str, str] = Field(default_factory=dict)
+
+    def sent_labels(self) -> dict[str, str]:
+        """The external labels as sent: `host` filled in, empty values left out."""
+        labels = {"host": socket.gethostname(), **self.external_labels}
+        return {k: v for k, v in labels.items() if v}
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:

@@ -61,12 +61,13 @@ class AlertRecord:
         """The state notifications show: flapping hides the individual flips."""
         return "flapping" if self.flapping else self.state
 
-    def as_payload(self) -> dict[str, Any]:
-        """The alert in Alertmanager webhook (v4) shape, plus `flapping`."""
+    def as_payload(self, external_labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """The alert in Alertmanager webhook (v4) shape, plus `flapping`; `external_labels`
+        are added where the alert has no label of that name."""
         status = "resolved" if self.shown == "resolved" else "firing"
         return {
             "status": status,
-            "labels": dict(self.labels),
+            "labels": {**(external_labels or {}), **self.labels},
             "annotations": dict(self.annotations),
             "startsAt": rfc3339(self.starts_at),
             "endsAt": rfc3339(self.ends_at) if status == "resolved" and self.ends_at else ZERO_TIME,
@@ -150,6 +151,9 @@ class Engine:
         self.silences = build_silences(cfg)
         self.alerts: dict[str, AlertRecord] = {}
         self.groups: dict[str, Group] = {}
+        # Added to what receivers see, not to the alert's identity: fingerprints, routes and
+        # restore stay per series, while several agents' alerts stay apart downstream.
+        self.external_labels = cfg.sent_labels()
         self._dirty: dict[str, AlertRecord] = {}
 
     # -- input -----------------------------------------------------------------------------
@@ -361,7 +365,7 @@ class Engine:
             group_key=group.key,
             group_labels=dict(group.labels),
             status="firing" if firing else "resolved",
-            alerts=[rec.as_payload() for rec in shown[:limit]],
+            alerts=[rec.as_payload(self.external_labels) for rec in shown[:limit]],
             truncated=max(0, len(shown) - limit),
             created_at=now,
         )

@@ -303,7 +303,8 @@ class AlertService:
 
     def _firing_payloads(self, sink: str) -> Callable[[], list[dict[str, Any]]]:
         def firing() -> list[dict[str, Any]]:
-            return [rec.as_payload() for rec in self.engine.firing_for_sink(sink)]
+            external = self.engine.external_labels
+            return [rec.as_payload(external) for rec in self.engine.firing_for_sink(sink)]
 
         return firing
 
