@@ -96,6 +96,9 @@ async def test_anomaly_flows_to_webhook_metrics_and_query(tmp_path: Path) -> Non
     assert "system_memory_utilization " in metrics
 
     assert any(a["rule"] == "memory_in_use" and a["status"] == "firing" for a in anomalies)
+    # The state change is in the agent's own log whatever the sinks are.
+    (state,) = [e for e in agent.named("alert.state") if e["alertname"] == "memory_in_use"]
+    assert (state["state"], state["severity"]) == ("firing", "critical")
     assert [a["alertname"] for a in alerts] == ["memory_in_use"]
     # The webhook URL and its secret are never written to stdout, stderr or the database.
     for secret in (SECRET, hook.url):

@@ -171,7 +171,7 @@ class Engine:
                 rec.state = "resolved"
                 rec.ends_at = anomaly.ts
                 self._flip(rec, now)
-                self._touch(rec, now)
+                self._changed(rec, now, anomaly.detector)
             # A resolve for an alert we do not know (or already resolved) changes nothing.
 
     def resolve_series(self, key: SeriesKey, now: float) -> int:
@@ -195,7 +195,7 @@ class Engine:
             rec.ends_at = now
             rec.annotations = {**rec.annotations, "resolved_by": "series stopped reporting"}
             self._flip(rec, now)
-            self._touch(rec, now)
+            self._changed(rec, now, "series stopped reporting")
             resolved += 1
         return resolved
 
@@ -220,7 +220,7 @@ class Engine:
                 detector=anomaly.detector,
             )
             self.alerts[fp] = rec
-            self._touch(rec, now)
+            self._changed(rec, now, anomaly.detector)
             return
         if rec.state == "firing":
             rec.restored = False
@@ -245,7 +245,7 @@ class Engine:
         if not rec.flapping:
             rec.starts_at = anomaly.ts
         self._flip(rec, now)
-        self._touch(rec, now)
+        self._changed(rec, now, anomaly.detector)
 
     def _flip(self, rec: AlertRecord, now: float) -> None:
         flap = self.cfg.flap
@@ -285,7 +285,7 @@ class Engine:
             rec.state = "resolved"
             rec.ends_at = now
             rec.annotations["resolved_note"] = "not anomalous any more when infrawatch restarted"
-            self._touch(rec, now)
+            self._changed(rec, now, "restart reconcile")
             resolved += 1
         return resolved
 
@@ -418,6 +418,20 @@ class Engine:
             group.members.add(rec.fingerprint)
             if group.next_flush is None:
                 group.next_flush = now + group.route.group_wait
+
+    def _changed(self, rec: AlertRecord, now: float, cause: str) -> None:
+        """The alert started firing or resolved: log it (whatever the sinks) and schedule it."""
+        log.info(
+            "alert.state",
+            alertname=rec.labels.get("alertname"),
+            state=rec.state,
+            severity=rec.severity,
+            metric=rec.labels.get("metric"),
+            fingerprint=rec.fingerprint,
+            cause=cause,
+            summary=rec.annotations.get("summary", ""),
+        )
+        self._touch(rec, now)
 
     def _sweep(self, now: float) -> None:
         """Forget resolved alerts that no group holds once their flip history has expired."""
