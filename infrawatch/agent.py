@@ -113,8 +113,12 @@ class Agent:
         await restore_detectors(self.store, detectors, max_history=self.settings.storage.retention)
         # The alerter owns its ClientSession and sink workers; the stack closes it before the
         # store, after its last delivery attempt within the shutdown deadline.
+        alerting = self.settings.alerting
+        if self.once:
+            # One cycle and exit: what it finds is sent now, not after a group_wait it won't see.
+            alerting = alerting.model_copy(update={"group_wait": 0.0})
         self.alert_service = AlertService(
-            self.settings.alerting,
+            alerting,
             self.store,
             stats=self.stats,
             shutdown_deadline=self.settings.agent.shutdown_deadline,

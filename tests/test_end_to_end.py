@@ -105,3 +105,17 @@ async def test_anomaly_flows_to_webhook_metrics_and_query(tmp_path: Path) -> Non
         assert secret not in agent.stderr
         assert all(secret not in line for line in agent.raw_lines)
         assert secret.encode() not in (tmp_path / "agent.db").read_bytes()
+
+
+async def test_once_sends_what_it_found_without_waiting_for_group_wait(tmp_path: Path) -> None:
+    hook = SignedWebhookReceiver(SECRET)
+    await hook.start()
+    config = _config(tmp_path, hook.url).read_text().replace("group_wait = 0", "group_wait = 600")
+    (tmp_path / "once.toml").write_text(config)
+    try:
+        agent = await AgentProcess(tmp_path / "once.toml", "--once").start()
+        assert await agent.wait() == 0, agent.stderr
+    finally:
+        await hook.stop()
+    (delivery,) = hook.accepted()
+    assert delivery.json["alerts"][0]["labels"]["alertname"] == "memory_in_use"
