@@ -98,7 +98,9 @@ class Reloader:
             (applied if _live(path, agent.alerter) else restart).append(path)
         await self._apply(old, new, applied)
         agent.settings = new
-        log.info(
+        # Settings that only a restart applies are worth a warning: the file says one thing and
+        # the running agent does another until then.
+        (log.warning if restart else log.info)(
             "config.reloaded",
             path=source,
             changed=len(paths),

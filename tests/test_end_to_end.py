@@ -86,6 +86,7 @@ async def test_anomaly_flows_to_webhook_metrics_and_query(tmp_path: Path) -> Non
 
     payload = hook.accepted()[0].json
     assert hook.bad_signatures == 0
+    assert hook.accepted()[0].headers["User-Agent"].startswith("infrawatch/")
     (alert,) = payload["alerts"]
     assert alert["status"] == "firing"
     assert alert["labels"]["alertname"] == "memory_in_use"

@@ -68,6 +68,7 @@ async def test_sighup_applies_a_valid_change(agent: tuple[AgentProcess, Path, st
         "analysis.zscore.threshold",
     }
     assert reloaded["restart_required"] == ["agent.queue_size"]
+    assert reloaded["level"] == "warning"  # the file and the running agent disagree until then
     # Debug logging is live: batch events (debug level) now appear.
     await proc.wait_for("pipeline.batch_done", count=3)
     # The scheduler itself reports the interval it now runs on.

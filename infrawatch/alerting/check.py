@@ -15,6 +15,7 @@ from infrawatch.alerting.outbox import new_notification_id
 from infrawatch.alerting.routing import build_routes
 from infrawatch.alerting.service import effective_sinks
 from infrawatch.alerting.sinks import build_sink
+from infrawatch.alerting.sinks.base import USER_AGENT
 
 
 def _warnings(cfg: AlertingConfig) -> dict[str, list[str]]:
@@ -74,7 +75,7 @@ def test_payload(sink: str) -> dict[str, Any]:
 
 async def _send_tests(cfg: AlertingConfig) -> dict[str, str]:
     results: dict[str, str] = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         for sink_cfg in effective_sinks(cfg):
             sink = build_sink(sink_cfg, session)
             payload = test_payload(sink.name)

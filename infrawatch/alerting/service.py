@@ -23,6 +23,7 @@ from infrawatch.alerting.engine import AlertRecord, Engine
 from infrawatch.alerting.outbox import Outbox, OutboxItem, new_notification_id
 from infrawatch.alerting.sinks import Sink, build_sink
 from infrawatch.alerting.sinks.alertmanager import AlertmanagerSink
+from infrawatch.alerting.sinks.base import USER_AGENT
 from infrawatch.alerting.sinks.log import LogSink
 from infrawatch.detect.base import Detector
 from infrawatch.logging import get_logger
@@ -110,7 +111,9 @@ class AlertService:
         return self
 
     async def _start(self) -> None:
-        self._session = await self._stack.enter_async_context(aiohttp.ClientSession())
+        self._session = await self._stack.enter_async_context(
+            aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+        )
         sinks: list[Sink] = [build_sink(c, self._session) for c in self.sink_configs]
         now = self.clock()
         await self.outbox.prune(now - self.cfg.keep_outbox)

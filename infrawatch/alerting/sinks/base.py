@@ -12,6 +12,8 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from infrawatch import __version__
+
 Outcome = Literal["ok", "retry", "fail", "gone"]
 _MAX_RETRY_AFTER = 3600.0  # seconds; a larger hint is treated as this (never wait for a day)
 
@@ -52,6 +54,9 @@ def safe_target(url: str) -> str:
     parsed = URL(url)
     port = f":{parsed.explicit_port}" if parsed.explicit_port else ""
     return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+USER_AGENT = f"infrawatch/{__version__}"
 
 
 def secret_parts(url: str | URL) -> set[str]:
