@@ -51,6 +51,9 @@ async def tick(producer: Producer, queue: BatchQueue, stats: ProducerStats) -> b
     if stats.consecutive_failures:
         log.info("producer.recovered", producer=producer.name, after=stats.consecutive_failures)
     stats.consecutive_failures = 0
+    if stats.last_success is None:
+        # One line when a producer first delivers: proof of life before the first quiet hour.
+        log.info("producer.first_collection", producer=producer.name, samples=len(samples))
     stats.last_success = time.time()
     stats.collected += len(samples)
     if samples:

@@ -52,6 +52,9 @@ async def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
     assert final["collected"] > 0
     assert final["collected"] == final["stored"] + final["dropped"]
     assert final["stored"] == _rows(tmp_path / "agent.db")
+    (first,) = agent.named("producer.first_collection")
+    assert first["producer"] == "host"
+    assert first["samples"] > 0
     assert {"timestamp", "level", "event", "logger"} <= final.keys()
     assert final["timestamp"].endswith("Z")
     for marker in DIRTY_SHUTDOWN_MARKERS:
