@@ -35,33 +35,53 @@ _ASSIGN = re.compile(r"^#?\s*([A-Za-z_][\w-]*)\s*=\s*\S")
 def example_comments(text: str) -> dict[str, str]:
     """`table.key` → the comment that documents that key in the example file.
 
-    That is the comment paragraph right above the key, or for "# key = value: explanation"
-    (a key the example leaves unset) the explanation and the comment lines that continue it.
+    In order of preference: the comment paragraph right above the key; the key line's own
+    trailing `# comment`; for "# key = value: explanation" (a key the example leaves unset) the
+    explanation and the comment lines that continue it. Keys listed right under one paragraph
+    share it (`rollup_1m_retention`, `rollup_1h_retention`).
     """
     comments: dict[str, str] = {}
-    table, pending, last, continuing = "", [], "", ""
+    weak: dict[str, tuple[int, str]] = {}
+    table, pending, shareable, continuing = "", [], "", ""
     for raw in text.splitlines():
         line = raw.strip()
         header = _HEADER.match(line)
         if header:
-            table, pending, last, continuing = header.group(1), [], "", ""
+            table, pending, shareable, continuing = header.group(1), [], "", ""
             continue
         assign = _ASSIGN.match(line)
         if assign:
             key = f"{table}.{assign.group(1)}" if table else assign.group(1)
-            inline = line.partition("=")[2].partition(": ")[2] if line.startswith("#") else ""
-            # Keys listed right under one comment share it (rollup_1m/1h_retention).
-            shared = comments.get(last, "") if last else ""
-            comments.setdefault(key, " ".join([*pending, inline]).strip() or shared)
-            pending, last, continuing = [], key, key if inline else ""
+            rest = line.lstrip("#").partition("=")[2]
+            value, _, trailing = rest.partition(" #")
+            inline = value.partition(": ")[2].strip() if line.startswith("#") else ""
+            paragraph = " ".join(pending)
+            meaning = paragraph or trailing.strip() or inline or shareable
+            comments.setdefault(key, meaning)
+            if line.startswith("#") and table:
+                # A commented-out key may belong to an enclosing table: after the commented
+                # "# [[alerting.routes]]" example comes "# silences = []" of [alerting]. Such a
+                # guess is weak: a paragraph beats a trailing remark, and a real key beats both.
+                parts = table.split(".")
+                rank = 2 if paragraph else 1
+                for depth in range(len(parts) - 1, 0, -1):
+                    outer = ".".join([*parts[:depth], assign.group(1)])
+                    if meaning and weak.get(outer, (0, ""))[0] < rank:
+                        weak[outer] = (rank, meaning)
+            shareable = paragraph or (shareable if not (trailing or inline) else "")
+            pending, continuing = [], key if inline and not paragraph else ""
             continue
         body = line.lstrip("#").strip()
         if not body:  # a blank line or a bare "#" ends a comment paragraph
-            pending, last, continuing = [], "", ""
+            pending, shareable, continuing = [], "", ""
         elif continuing:
             comments[continuing] += " " + body
         else:
             pending.append(body)
+            shareable = ""
+    for key, (_, meaning) in weak.items():
+        if not comments.get(key):
+            comments[key] = meaning
     return comments
 
 
