@@ -200,7 +200,8 @@ def _load(args: argparse.Namespace) -> Any:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the configuration; print each effective value and where it came from."""
-    from infrawatch.config import effective_items
+    from infrawatch.config import duration_paths, effective_items
+    from infrawatch.units import format_duration
 
     loaded = _load(args)
     if loaded is None:
@@ -209,8 +210,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"config file: {source}")
     rows = list(effective_items(loaded))
     width = max(len(path) for path, _, _ in rows)
+    durations = duration_paths(loaded.settings)
     for path, value, origin in rows:
-        print(f"{path:<{width}}  {_show(value)}  [{origin}]")
+        shown = _show(value)
+        if path in durations and isinstance(value, int | float):
+            shown = f"{shown} ({format_duration(value)})"
+        print(f"{path:<{width}}  {shown}  [{origin}]")
     print("configuration is valid")
     from infrawatch.alerting.check import report as alerting_report
 

@@ -26,7 +26,7 @@ from pydantic_settings import (
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.collectors.aws_config import CloudConfig
 from infrawatch.detect.config import AnalysisConfig
-from infrawatch.units import Seconds
+from infrawatch.units import Seconds, is_duration
 
 APP_NAME = "infrawatch"
 ENV_PREFIX = "INFRAWATCH_"
@@ -365,6 +365,19 @@ def effective_items(loaded: LoadedConfig) -> Iterator[tuple[str, Any, str]]:
                 yield ".".join(path), masked_value(value), origin(path)
 
     yield from walk(loaded.settings, ())
+
+
+def duration_paths(model: BaseModel, prefix: str = "") -> set[str]:
+    """The TOML paths of every duration setting (`Seconds`), for showing them as "7d"."""
+    paths: set[str] = set()
+    for name, field in type(model).model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            paths |= duration_paths(value, f"{key}.")
+        elif is_duration(field.metadata):
+            paths.add(key)
+    return paths
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

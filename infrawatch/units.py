@@ -39,6 +39,11 @@ def _coerce_seconds(value: object) -> object:
     return value
 
 
+def is_duration(metadata: list[object]) -> bool:
+    """Whether a pydantic field's metadata marks it as `Seconds`/`SecondsOrZero`."""
+    return any(getattr(m, "func", None) is _coerce_seconds for m in metadata)
+
+
 def format_duration(seconds: float) -> str:
     """Return a short human form of `seconds` ("7d", "90s", "1.5s")."""
     for unit in ("w", "d", "h", "m"):

@@ -129,9 +129,11 @@ def test_cli_check_reports_sources_and_exit_codes(tmp_path: Path) -> None:
     path.write_text("[host]\ninterval = 3\n")
     ok = _cli("check", "--config", str(path), env={"INFRAWATCH_AGENT__QUEUE_SIZE": "50"})
     assert ok.returncode == 0, ok.stderr
-    assert re.search(r"^host\.interval\s+3\.0\s+\[file\]$", ok.stdout, re.MULTILINE)
+    # Durations also show in a readable unit.
+    assert re.search(r"^host\.interval\s+3\.0 \(3s\)\s+\[file\]$", ok.stdout, re.MULTILINE)
     assert re.search(r"^agent\.queue_size\s+50\s+\[env\]$", ok.stdout, re.MULTILINE)
-    assert re.search(r"^agent\.shutdown_deadline\s+10\.0\s+\[default\]$", ok.stdout, re.MULTILINE)
+    deadline = r"^agent\.shutdown_deadline\s+10\.0 \(10s\)\s+\[default\]$"
+    assert re.search(deadline, ok.stdout, re.MULTILINE)
 
     path.write_text("[host]\ninterval = 'often'\nunknown = true\n")
     bad = _cli("check", "--config", str(path))
