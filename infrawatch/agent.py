@@ -138,7 +138,7 @@ class Agent:
         for producer in self.producers:
             await stack.enter_async_context(producer)
             stats = self.stats.producer(producer.name, producer.interval)
-            stats.series_ttl = getattr(producer, "series_ttl", 0.0)
+            stats.series_ttl = producer.series_ttl
             if isinstance(producer, ResumingProducer):
                 # Points stored before a restart (and replayed into the detectors above) are
                 # not emitted again when the producer re-reads its look-back window.

@@ -7,6 +7,7 @@ Heavy modules (asyncio agent, aiohttp, psutil, pydantic) are imported inside the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tomllib
@@ -231,8 +232,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _show(value: Any) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False, default=str)
 
 

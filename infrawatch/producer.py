@@ -24,6 +24,7 @@ class Producer(Protocol):
 
     name: str
     interval: float  # seconds between ticks
+    series_ttl: float  # seconds a series lives without a refresh, at least (0: learned)
 
     async def collect(self) -> list[Sample]:
         """Take one reading; raise on failure (the scheduler logs, counts and backs off)."""

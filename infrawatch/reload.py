@@ -3,16 +3,15 @@
 The new configuration is loaded exactly like at start (same file, same command-line overrides,
 the environment as it is now). If it is invalid, every problem is logged and the agent keeps
 running on the configuration it has. If it is valid, the changes that can be applied in place
-are applied (log level and format, host interval, detectors, and whatever an alerter or producer
-accepts through a `reconfigure` hook); the rest is logged as needing a restart.
+are applied (log level and format, host interval, detectors); the rest is logged, as a warning,
+as needing a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
@@ -95,7 +94,7 @@ class Reloader:
         applied: list[str] = []
         restart: list[str] = []
         for path in paths:
-            (applied if _live(path, agent.alerter) else restart).append(path)
+            (applied if _live(path) else restart).append(path)
         await self._apply(old, new, applied)
         agent.settings = new
         # Settings that only a restart applies are worth a warning: the file says one thing and
@@ -122,28 +121,8 @@ class Reloader:
             detectors = build_detectors(new.analysis)
             await restore_detectors(agent.store, detectors, max_history=new.storage.retention)
             agent.pipeline.set_detectors(detectors)
-        if any(p.startswith("alerting.") for p in applied):
-            await _call(_hook(agent.alerter), new.alerting)
-        for producer in agent.producers:
-            # Producers that can change other settings live say so with a `reconfigure` hook.
-            await _call(_hook(producer), new)
 
 
-def _live(path: str, alerter: object) -> bool:
+def _live(path: str) -> bool:
     """Whether the setting at `path` can be applied without a restart."""
-    if path.startswith(("logging.", "analysis.")) or path == "host.interval":
-        return True
-    return path.startswith("alerting.") and _hook(alerter) is not None
-
-
-def _hook(target: object) -> Any:
-    fn = getattr(target, "reconfigure", None)
-    return fn if callable(fn) else None
-
-
-async def _call(fn: Any, argument: object) -> None:
-    if fn is None:
-        return
-    result = fn(argument)
-    if inspect.isawaitable(result):
-        await result
+    return path.startswith(("logging.", "analysis.")) or path == "host.interval"

@@ -31,6 +31,25 @@ RETAINED_TABLES: tuple[tuple[str, str], ...] = (
 )
 
 
+async def _delete_in_chunks(
+    store: Store, sql: str, params: tuple[float, ...], chunk: int, *, drops_series: bool = False
+) -> int:
+    """Run a `DELETE … LIMIT ?` (chunk appended to `params`) one transaction at a time until a
+    chunk comes back short; return the rows deleted. Between chunks the pipeline can write."""
+    total = 0
+    while True:
+        async with store.transaction() as db:
+            async with db.execute(sql, (*params, chunk)) as cur:
+                deleted = cur.rowcount
+            if deleted and drops_series:
+                # In the same transaction: no write can use a deleted id from the cache.
+                store.forget_all_series()
+        total += deleted
+        if deleted < chunk:
+            return total
+        await asyncio.sleep(0)
+
+
 async def delete_expired(
     store: Store, table: str, cutoff: float, *, chunk: int = CHUNK_ROWS
 ) -> int:
@@ -41,14 +60,7 @@ async def delete_expired(
         f"DELETE FROM {table} WHERE (series_id, ts) IN"  # noqa: S608 - table from a fixed list
         f" (SELECT series_id, ts FROM {table} WHERE ts < ? ORDER BY ts LIMIT ?)"
     )
-    total = 0
-    while True:
-        async with store.transaction() as db, db.execute(sql, (cutoff, chunk)) as cur:
-            deleted = cur.rowcount
-        total += deleted
-        if deleted < chunk:
-            return total
-        await asyncio.sleep(0)  # let a pipeline write in between chunks
+    return await _delete_in_chunks(store, sql, (cutoff,), chunk)
 
 
 _DELETE_ANOMALIES = (
@@ -70,30 +82,12 @@ DELETE FROM series WHERE id IN (
 
 async def delete_expired_anomalies(store: Store, cutoff: float, *, chunk: int = CHUNK_ROWS) -> int:
     """Delete anomalies recorded before `cutoff` (epoch s), `chunk` per transaction."""
-    total = 0
-    while True:
-        async with store.transaction() as db, db.execute(_DELETE_ANOMALIES, (cutoff, chunk)) as cur:
-            deleted = cur.rowcount
-        total += deleted
-        if deleted < chunk:
-            return total
-        await asyncio.sleep(0)
+    return await _delete_in_chunks(store, _DELETE_ANOMALIES, (cutoff,), chunk)
 
 
 async def delete_orphan_series(store: Store, *, chunk: int = CHUNK_ROWS) -> int:
     """Delete series rows nothing refers to, `chunk` per transaction; count them."""
-    total = 0
-    while True:
-        async with store.transaction() as db:
-            async with db.execute(_DELETE_ORPHAN_SERIES, (chunk,)) as cur:
-                deleted = cur.rowcount
-            if deleted:
-                # In the same transaction: no write can use a deleted id from the cache.
-                store.forget_all_series()
-        total += deleted
-        if deleted < chunk:
-            return total
-        await asyncio.sleep(0)
+    return await _delete_in_chunks(store, _DELETE_ORPHAN_SERIES, (), chunk, drops_series=True)
 
 
 @dataclass(slots=True)
