@@ -29,11 +29,11 @@ from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.service import AlertService
 from infrawatch.detect.base import SeriesState
 from infrawatch.model import Anomaly, Sample, SeriesKey, make_labels
-from infrawatch.pipeline import Pipeline
-from infrawatch.producer import Batch
-from infrawatch.queue import BatchQueue
-from infrawatch.stats import AgentStats
-from infrawatch.store import Store
+from infrawatch.runtime.pipeline import Pipeline
+from infrawatch.runtime.producer import Batch
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.storage.store import Store
 
 
 class SpikeDetector:

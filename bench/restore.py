@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from infrawatch import rollup
 from infrawatch.config import StorageConfig
 from infrawatch.detect import build_detectors
 from infrawatch.detect.config import AnalysisConfig
 from infrawatch.detect.restore import restore_detectors
 from infrawatch.model import Sample
-from infrawatch.store import Store
+from infrawatch.storage import rollup
+from infrawatch.storage.store import Store
 
 END = 1_750_000_000.0  # fixed "now", so a cached database is reused as is
 

@@ -48,10 +48,10 @@ def serve(series: int, database: str, detectors: bool) -> None:
     """Run an agent with one synthetic producer of `series` series until SIGTERM."""
     sys.path.insert(0, str(ROOT))
     from infrawatch import logging as iw_logging
-    from infrawatch.agent import Agent, asyncio_run
     from infrawatch.config import Settings
     from infrawatch.model import Sample, make_labels
-    from infrawatch.producer import BaseProducer
+    from infrawatch.runtime.agent import Agent, asyncio_run
+    from infrawatch.runtime.producer import BaseProducer
 
     class Synthetic(BaseProducer):
         name = "synthetic"

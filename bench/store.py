@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from infrawatch.cli.query import run_command
 from infrawatch.model import Sample
-from infrawatch.query import open_readonly, run_command, samples
-from infrawatch.rollup import catch_up
-from infrawatch.store import MIGRATIONS, Store
+from infrawatch.storage.read import open_readonly, samples
+from infrawatch.storage.rollup import catch_up
+from infrawatch.storage.store import MIGRATIONS, Store
 
 SERIES = 10_000
 BATCH = 1_000
@@ -175,7 +176,7 @@ def main() -> None:
 
 
 def _rfc(ts: float) -> str:
-    from infrawatch.render import rfc3339
+    from infrawatch.cli.render import rfc3339
 
     return rfc3339(ts) or ""
 

@@ -1,5 +1,5 @@
 """`python -m infrawatch`: the command-line entry point."""
 
-from infrawatch.cli import main
+from infrawatch.cli.main import main
 
 raise SystemExit(main())

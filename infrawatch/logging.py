@@ -81,3 +81,16 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger named `name` (shown as the `logger` field)."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a log field or a user: `TypeName: message` (the type alone if no message)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def at_doubling(count: int) -> bool:
+    """Whether the `count`-th occurrence should be logged: the 1st, 2nd, 4th, 8th …
+
+    A repeating failure stays visible without flooding the log."""
+    return count > 0 and count & (count - 1) == 0

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from infrawatch.config import StorageConfig
 from infrawatch.model import Anomaly, Labels, Sample, SeriesKey, make_labels
-from infrawatch.retention import maintain
-from infrawatch.store import Store
+from infrawatch.storage.retention import maintain
+from infrawatch.storage.store import Store
 
 # An hour boundary (2027-01-15T08:00:00Z): buckets of every width start on it.
 NOW = 1_800_000_000.0

@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 
-from infrawatch.agent import Agent
 from infrawatch.config import Settings
 from infrawatch.model import Sample, make_labels
-from infrawatch.producer import BaseProducer, Producer
+from infrawatch.runtime.agent import Agent
+from infrawatch.runtime.producer import BaseProducer, Producer
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import pytest
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.service import AlertService
 from infrawatch.model import Anomaly, make_labels
-from infrawatch.store import Store
+from infrawatch.storage.store import Store
 from tests.support_alert_logs import LogEvents, captured_logs
 from tests.support_alertmanager import available, run_alertmanager
 from tests.support_receivers import free_port

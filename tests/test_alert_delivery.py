@@ -20,7 +20,7 @@ from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.service import AlertService
 from infrawatch.alerting.sinks.base import post
 from infrawatch.model import Anomaly, make_labels
-from infrawatch.store import Store
+from infrawatch.storage.store import Store
 from tests.support_alert_logs import captured_logs
 from tests.support_receivers import (
     DiscordReceiver,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infrawatch.alerting.sinks.base import DeliveryResult
 from infrawatch.alerting.sinks.peers import PeerHealth, describe_failure
-from infrawatch.stats import PeerStats
+from infrawatch.runtime.stats import PeerStats
 from tests.support_alert_logs import captured_logs
 
 

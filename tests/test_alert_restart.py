@@ -13,7 +13,7 @@ import pytest
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.service import AlertService
 from infrawatch.model import Anomaly, make_labels
-from infrawatch.store import Store
+from infrawatch.storage.store import Store
 from tests.agentproc import AgentProcess, write_config
 from tests.support_receivers import SignedWebhookReceiver
 

@@ -12,7 +12,7 @@ from infrawatch.collectors.cloudwatch import CloudWatchProducer
 from infrawatch.collectors.cloudwatch_queries import sample_name
 from infrawatch.collectors.cloudwatch_window import window
 from infrawatch.model import Sample
-from infrawatch.store import Store
+from infrawatch.storage.store import Store
 from tests.support_moto import (
     REGION,
     MotoServer,

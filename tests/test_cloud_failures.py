@@ -18,9 +18,9 @@ from infrawatch.collectors.cloudwatch import CloudWatchProducer
 from infrawatch.collectors.host import HostProducer
 from infrawatch.config import HostConfig
 from infrawatch.model import Sample
-from infrawatch.queue import BatchQueue
-from infrawatch.schedule import run_producer, tick
-from infrawatch.stats import AgentStats
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.schedule import run_producer, tick
+from infrawatch.runtime.stats import AgentStats
 from tests.agentproc import AgentProcess, write_config
 from tests.support_moto import (
     REGION,
@@ -246,7 +246,7 @@ async def test_agent_still_collects_host_metrics_when_aws_fails(
 
 HOST_ONLY = """
 import json, sys
-from infrawatch.cli import main
+from infrawatch.cli.main import main
 code = main(["run", "--once", "--config", sys.argv[1], "--log-format", "json"])
 print(json.dumps({"code": code, "loaded": sorted(
     m for m in ("botocore", "aiobotocore", "boto3") if m in sys.modules)}))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from infrawatch.collectors.cloudwatch import CloudWatchProducer
 from infrawatch.model import Sample, make_labels
-from infrawatch.store import Store
+from infrawatch.storage.store import Store
 from tests.agentproc import AgentProcess, write_config
 from tests.support_moto import (
     MotoServer,

@@ -178,7 +178,7 @@ def test_cli_bad_arguments_are_one_line(tmp_path: Path) -> None:
 
 def test_help_does_not_import_heavy_dependencies() -> None:
     code = (
-        "import sys; from infrawatch.cli import build_parser; build_parser();"
+        "import sys; from infrawatch.cli.main import build_parser; build_parser();"
         "heavy = {'aiohttp', 'aiosqlite', 'psutil', 'pydantic', 'botocore', 'structlog'};"
         "print(sorted(heavy & set(sys.modules)))"
     )

@@ -17,12 +17,12 @@ from infrawatch.collectors.rates import RateTracker
 from infrawatch.collectors.worker import DaemonWorker
 from infrawatch.detect.base import SeriesState
 from infrawatch.model import Anomaly, Sample, SeriesKey, make_labels
-from infrawatch.pipeline import Pipeline
-from infrawatch.producer import BaseProducer, Batch
-from infrawatch.queue import BatchQueue
-from infrawatch.schedule import backoff_ticks, run_producer
-from infrawatch.stats import AgentStats
-from infrawatch.store import SCHEMA_VERSION, Store, StoreError
+from infrawatch.runtime.pipeline import Pipeline
+from infrawatch.runtime.producer import BaseProducer, Batch
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.schedule import backoff_ticks, run_producer
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.storage.store import SCHEMA_VERSION, Store, StoreError
 
 
 def test_rate_first_reading_and_reset_give_none() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from infrawatch.http import health_report
-from infrawatch.stats import AgentStats
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.web.server import health_report
 from tests.support_http import ScriptedProducer, base_url, running_agent, settings
 
 

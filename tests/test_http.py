@@ -13,17 +13,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infrawatch.detect.base import SeriesState
-from infrawatch.exposition import (
+from infrawatch.model import Sample, make_labels
+from infrawatch.runtime.latest import LatestValues
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.stats import AgentStats, PeerStats, SinkStats
+from infrawatch.web.exposition import (
     AgentCollector,
     AlertView,
     SinkCounters,
     label_name,
     metric_name,
 )
-from infrawatch.latest import LatestValues
-from infrawatch.model import Sample, make_labels
-from infrawatch.queue import BatchQueue
-from infrawatch.stats import AgentStats, PeerStats, SinkStats
 from tests.support_alert_logs import captured_logs
 from tests.support_http import ScriptedProducer, base_url, running_agent, settings, wait_until
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from infrawatch.cli import main
+from infrawatch.cli.main import main
+from infrawatch.cli.render import SPARK_CHARS, sparkline
 from infrawatch.model import Sample
-from infrawatch.query import QueryError, open_readonly, samples
-from infrawatch.render import SPARK_CHARS, sparkline
+from infrawatch.storage.read import QueryError, open_readonly, samples
 from tests.support_history import CPU, EVIL, MEM, NOW, ODD, Fixture, brute_force, build, key
 
 HOURS_3 = ["--since", "2027-01-15T05:00:00Z", "--until", "2027-01-15T08:00:00Z"]
@@ -60,7 +60,7 @@ def test_series_json_lists_counts_and_times(fixture_db: Fixture, capsys) -> None
 
 
 def _rfc(ts: float) -> str:
-    from infrawatch.render import rfc3339
+    from infrawatch.cli.render import rfc3339
 
     text = rfc3339(ts)
     assert text is not None
@@ -188,7 +188,7 @@ def test_samples_csv(fixture_db: Fixture, capsys) -> None:
 def test_empty_tables_print_empty_results(tmp_path: Path, capsys) -> None:
     import asyncio
 
-    from infrawatch.store import Store
+    from infrawatch.storage.store import Store
 
     path = tmp_path / "empty.db"
 
@@ -336,7 +336,7 @@ def test_help_does_not_import_heavy_modules() -> None:
 
     code = (
         "import sys\n"
-        "from infrawatch.cli import build_parser\n"
+        "from infrawatch.cli.main import build_parser\n"
         "build_parser()\n"
         "bad = {'aiosqlite', 'psutil', 'aiohttp', 'sqlite3'} & set(sys.modules)\n"
         "print(sorted(bad))\n"
@@ -364,7 +364,7 @@ def test_sparkline_squeezes_long_series_keeping_a_spike() -> None:
 
 
 def test_batch_time_formatting_matches_single() -> None:
-    from infrawatch.render import rfc3339, rfc3339_many
+    from infrawatch.cli.render import rfc3339, rfc3339_many
 
     stamps = [NOW + i * 0.7 for i in range(500)] + [NOW - 0.0004, NOW + 59.9996, 1.5]
     assert rfc3339_many(stamps) == [rfc3339(t) for t in stamps]
@@ -383,7 +383,7 @@ def test_sparkline_survives_non_finite_values() -> None:
 def _store_with_raw_rows(path: Path, rows: list[tuple[float, float]]) -> None:
     import asyncio
 
-    from infrawatch.store import Store
+    from infrawatch.storage.store import Store
 
     async def create() -> None:
         async with Store(path) as store:
@@ -423,7 +423,7 @@ def test_non_finite_values_in_the_database_are_shown_not_a_traceback(
 
 
 def test_rfc3339_forms(fixture_db: Fixture) -> None:
-    from infrawatch.query import parse_time
+    from infrawatch.storage.read import parse_time
 
     for text in ("2027-01-15T08:00:00Z", "2027-01-15t08:00:00z", "2027-01-15T10:00:00+02:00",
                  "2027-01-15T03:00:00-05:00", "2027-01-15T08:00:00"):  # fmt: skip
@@ -443,7 +443,7 @@ def test_table_escapes_control_characters_in_labels(tmp_path: Path, capsys) -> N
     not reach the terminal raw or break the table's rows."""
     import asyncio
 
-    from infrawatch.store import Store
+    from infrawatch.storage.store import Store
 
     path = tmp_path / "ctl.db"
     evil = "x\x1b[2J\nfake row\t"

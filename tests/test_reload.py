@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infrawatch.config import Settings
-from infrawatch.reload import changed_paths
+from infrawatch.runtime.reload import changed_paths
 from tests.agentproc import AgentProcess, write_config
 
 BASE = """

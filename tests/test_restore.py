@@ -6,7 +6,6 @@ import json
 import math
 from pathlib import Path
 
-from infrawatch import rollup
 from infrawatch.alerting.engine import annotations_for
 from infrawatch.alerting.fingerprint import alert_labels, fingerprint
 from infrawatch.detect import build_detectors
@@ -14,7 +13,8 @@ from infrawatch.detect.config import AnalysisConfig
 from infrawatch.detect.novelty import NoveltyDetector
 from infrawatch.detect.restore import restore_detectors
 from infrawatch.model import Anomaly, Sample
-from infrawatch.store import Store
+from infrawatch.storage import rollup
+from infrawatch.storage.store import Store
 from tests.support_detect import noisy
 
 START = 1_700_000_000.0

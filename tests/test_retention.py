@@ -10,8 +10,8 @@ import pytest
 
 from infrawatch.config import StorageConfig
 from infrawatch.model import Anomaly, Sample
-from infrawatch.retention import Maintenance, delete_expired, maintain
-from infrawatch.store import Store
+from infrawatch.storage.retention import Maintenance, delete_expired, maintain
+from infrawatch.storage.store import Store
 from tests.support_history import NOW
 
 DAY = 86400.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infrawatch.model import Sample
-from infrawatch.rollup import (
+from infrawatch.storage.rollup import (
     HOUR,
     MINUTE,
     Bucket,
@@ -20,7 +20,7 @@ from infrawatch.rollup import (
     floor_to,
     read_series,
 )
-from infrawatch.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
+from infrawatch.storage.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
 from tests.support_history import NOW
 
 WEEK = 7 * 86400.0

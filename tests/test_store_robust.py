@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-import infrawatch.pipeline as pipeline_mod
+import infrawatch.runtime.pipeline as pipeline_mod
 from infrawatch.alerting import LogAlerter
 from infrawatch.model import Sample
-from infrawatch.pipeline import Pipeline
-from infrawatch.producer import Batch
-from infrawatch.queue import BatchQueue
-from infrawatch.stats import AgentStats
-from infrawatch.store import Store
+from infrawatch.runtime.pipeline import Pipeline
+from infrawatch.runtime.producer import Batch
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.storage.store import Store
 from tests.agentproc import AgentProcess, write_config
 
 

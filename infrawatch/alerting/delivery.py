@@ -24,7 +24,7 @@ from infrawatch.alerting.config import RetryConfig
 from infrawatch.alerting.outbox import Outbox, OutboxItem
 from infrawatch.alerting.sinks.base import DeliveryResult, Sink
 from infrawatch.logging import get_logger
-from infrawatch.stats import SinkStats
+from infrawatch.runtime.stats import SinkStats
 
 log = get_logger("infrawatch.alerting")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infrawatch.alerting.engine import AlertRecord
-from infrawatch.store import Store
+from infrawatch.storage.store import Store
 
 _UPSERT_ALERT = """
 INSERT INTO alerts (fingerprint, alertname, state, severity, labels, annotations, starts_at,

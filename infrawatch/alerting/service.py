@@ -28,11 +28,11 @@ from infrawatch.alerting.sinks.log import LogSink
 from infrawatch.detect.base import Detector
 from infrawatch.logging import get_logger
 from infrawatch.model import Anomaly, SeriesKey, make_labels
-from infrawatch.stats import AgentStats, SinkStats
-from infrawatch.store import Store
+from infrawatch.runtime.stats import AgentStats, SinkStats
+from infrawatch.storage.store import Store
 
 if TYPE_CHECKING:
-    from infrawatch.exposition import AlertView, SinkCounters
+    from infrawatch.web.exposition import AlertView, SinkCounters
 
 log = get_logger("infrawatch.alerting")
 
@@ -215,7 +215,7 @@ class AlertService:
 
     def sink_counters(self) -> list[SinkCounters]:
         """Notifications sent, failed and pending per sink, since start."""
-        from infrawatch.exposition import SinkCounters
+        from infrawatch.web.exposition import SinkCounters
 
         return [
             SinkCounters(name, stats.sent, stats.failed, stats.pending)
@@ -224,7 +224,7 @@ class AlertService:
 
     def alert_views(self) -> list[AlertView]:
         """Alerts that are firing now (flapping ones included), like Prometheus' ALERTS."""
-        from infrawatch.exposition import AlertView
+        from infrawatch.web.exposition import AlertView
 
         return [
             AlertView(rec.labels.get("alertname", ""), "firing", make_labels(rec.labels))

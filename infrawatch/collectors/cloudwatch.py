@@ -43,7 +43,7 @@ from infrawatch.collectors.ec2 import (
 )
 from infrawatch.logging import get_logger
 from infrawatch.model import Sample
-from infrawatch.producer import BaseProducer, StoredTimestamps
+from infrawatch.runtime.producer import BaseProducer, StoredTimestamps
 
 log = get_logger("infrawatch.collectors.cloudwatch")
 

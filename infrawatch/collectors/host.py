@@ -23,7 +23,7 @@ from infrawatch.collectors.worker import DaemonWorker
 from infrawatch.config import HostConfig
 from infrawatch.logging import get_logger
 from infrawatch.model import Labels, Sample, make_labels
-from infrawatch.producer import BaseProducer
+from infrawatch.runtime.producer import BaseProducer
 
 log = get_logger("infrawatch.collectors.host")
 

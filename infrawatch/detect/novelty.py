@@ -29,7 +29,7 @@ from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.seasonal import SeasonalRing
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
-from infrawatch.rollup import Bucket
+from infrawatch.storage.rollup import Bucket
 from infrawatch.units import format_duration
 
 NAN = float("nan")

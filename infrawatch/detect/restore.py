@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infrawatch import rollup
 from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.detect.base import Detector
 from infrawatch.detect.novelty import NoveltyDetector
 from infrawatch.detect.threshold import ThresholdDetector
 from infrawatch.logging import get_logger
 from infrawatch.model import Labels, Sample
-from infrawatch.store import Store, labels_from_json
+from infrawatch.storage import rollup
+from infrawatch.storage.store import Store, labels_from_json
 
 log = get_logger("infrawatch.detect.restore")
 

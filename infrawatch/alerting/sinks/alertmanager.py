@@ -30,7 +30,7 @@ from infrawatch.alerting.sinks.base import (
 )
 from infrawatch.alerting.sinks.peers import PeerHealth, describe_failure
 from infrawatch.logging import get_logger
-from infrawatch.stats import PeerStats
+from infrawatch.runtime.stats import PeerStats
 
 log = get_logger("infrawatch.alerting")
 

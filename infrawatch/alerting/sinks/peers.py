@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from infrawatch.alerting.sinks.base import DeliveryResult
 from infrawatch.logging import get_logger
-from infrawatch.stats import PeerStats
+from infrawatch.runtime.stats import PeerStats
 
 log = get_logger("infrawatch.alerting")
 

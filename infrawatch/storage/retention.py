@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from infrawatch.config import StorageConfig
 from infrawatch.logging import get_logger
-from infrawatch.rollup import catch_up
-from infrawatch.store import Store
+from infrawatch.storage.rollup import catch_up
+from infrawatch.storage.store import Store
 
-log = get_logger("infrawatch.retention")
+log = get_logger("infrawatch.storage.retention")
 
 # Rows deleted per transaction: a few milliseconds of work, so writes never wait long.
 CHUNK_ROWS = 2000

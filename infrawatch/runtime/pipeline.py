@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 from infrawatch.alerting import Alerter
 from infrawatch.detect.base import Detector
-from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
 from infrawatch.model import Anomaly, Sample
-from infrawatch.producer import Batch
-from infrawatch.queue import BatchQueue
-from infrawatch.stats import AgentStats
-from infrawatch.store import Store, StoreError
+from infrawatch.runtime.latest import LatestValues
+from infrawatch.runtime.producer import Batch
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.storage.store import Store, StoreError
 
-log = get_logger("infrawatch.pipeline")
+log = get_logger("infrawatch.runtime.pipeline")
 
 STORE_RETRY_MAX = 60.0  # seconds between write retries at most while the database is failing
 DRAIN_RETRY_INTERVAL = 0.25  # seconds between write retries while draining at shutdown

@@ -25,20 +25,20 @@ from infrawatch.collectors.host import HostProducer
 from infrawatch.config import Settings
 from infrawatch.detect import build_detectors
 from infrawatch.detect.restore import restore_detectors
-from infrawatch.http import HttpServer
-from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
 from infrawatch.model import SeriesKey
-from infrawatch.pipeline import Pipeline
-from infrawatch.producer import Producer, ResumingProducer
-from infrawatch.queue import BatchQueue
-from infrawatch.reload import Reloader
-from infrawatch.retention import Maintenance
-from infrawatch.schedule import run_producer
-from infrawatch.stats import AgentStats
-from infrawatch.store import Store
+from infrawatch.runtime.latest import LatestValues
+from infrawatch.runtime.pipeline import Pipeline
+from infrawatch.runtime.producer import Producer, ResumingProducer
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.reload import Reloader
+from infrawatch.runtime.schedule import run_producer
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.storage.retention import Maintenance
+from infrawatch.storage.store import Store
+from infrawatch.web.server import HttpServer
 
-log = get_logger("infrawatch.agent")
+log = get_logger("infrawatch.runtime.agent")
 
 EXIT_SECOND_SIGNAL = 130  # like a shell's exit on SIGINT: the user insisted
 MIN_ALERTER_SHUTDOWN = 1.0  # seconds the alerter always gets at shutdown to persist its state

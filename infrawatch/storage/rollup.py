@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from infrawatch.store import Store
+    from infrawatch.storage.store import Store
 
 MINUTE = 60
 HOUR = 3600

@@ -244,11 +244,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from infrawatch import logging as iw_logging
 
     iw_logging.configure(settings.logging.level, settings.logging.format)
-    from infrawatch.agent import run
     from infrawatch.errors import StartupError
-    from infrawatch.store import StoreError
+    from infrawatch.runtime.agent import run
+    from infrawatch.storage.store import StoreError
 
-    log = iw_logging.get_logger("infrawatch.cli")
+    log = iw_logging.get_logger("infrawatch.cli.main")
     try:
         return run(settings, once=args.once, config_path=loaded.path, overrides=loaded.overrides)
     except StoreError as exc:
@@ -261,7 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Read stored history; a bad argument or unusable database is one line and exit 2."""
-    from infrawatch.query import QueryError, run_command
+    from infrawatch.cli.query import run_command
+    from infrawatch.storage.read import QueryError
 
     path: Path | None = args.db
     if path is None:

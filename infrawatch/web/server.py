@@ -24,17 +24,17 @@ from prometheus_client.process_collector import ProcessCollector
 from infrawatch.config import HttpConfig
 from infrawatch.detect.base import Detector
 from infrawatch.errors import StartupError
-from infrawatch.exposition import AgentCollector
-from infrawatch.latest import LatestValues
 from infrawatch.logging import get_logger
-from infrawatch.queue import BatchQueue
-from infrawatch.schedule import backoff_ticks
-from infrawatch.stats import AgentStats
+from infrawatch.runtime.latest import LatestValues
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.schedule import backoff_ticks
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.web.exposition import AgentCollector
 
 if TYPE_CHECKING:
-    from infrawatch.agent import Agent
+    from infrawatch.runtime.agent import Agent
 
-log = get_logger("infrawatch.http")
+log = get_logger("infrawatch.web.server")
 
 STALE_FACTOR = 3.0  # a producer is stale when its last tick ended more than 3 intervals ago
 SHUTDOWN_TIMEOUT = 1.0  # seconds an in-flight scrape may take to finish at shutdown

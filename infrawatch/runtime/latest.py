@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from infrawatch.model import Sample, SeriesKey
-from infrawatch.stats import AgentStats
+from infrawatch.runtime.stats import AgentStats
 
 EXPIRY_FACTOR = 3.0  # missed refreshes before a series counts as gone
 SWEEP_EVERY = 5.0  # seconds between expiry sweeps driven by updates (scrapes also sweep)

@@ -24,13 +24,13 @@ from prometheus_client.utils import floatToGoString
 
 from infrawatch import __version__
 from infrawatch.detect.base import Detector, SeriesState
-from infrawatch.latest import Latest, LatestValues
 from infrawatch.logging import get_logger
 from infrawatch.model import Labels, SeriesKey, utf8_text
-from infrawatch.queue import BatchQueue
-from infrawatch.stats import AgentStats
+from infrawatch.runtime.latest import Latest, LatestValues
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.stats import AgentStats
 
-log = get_logger("infrawatch.exposition")
+log = get_logger("infrawatch.web.exposition")
 
 _INVALID_METRIC_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
 _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")

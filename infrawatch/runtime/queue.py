@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from typing import Literal
 
 from infrawatch.logging import get_logger
-from infrawatch.producer import Batch
-from infrawatch.stats import AgentStats
+from infrawatch.runtime.producer import Batch
+from infrawatch.runtime.stats import AgentStats
 
-log = get_logger("infrawatch.queue")
+log = get_logger("infrawatch.runtime.queue")
 
 FullPolicy = Literal["drop_oldest", "drop_newest"]
 

@@ -8,11 +8,11 @@ import math
 import time
 
 from infrawatch.logging import get_logger
-from infrawatch.producer import Batch, Producer
-from infrawatch.queue import BatchQueue
-from infrawatch.stats import ProducerStats
+from infrawatch.runtime.producer import Batch, Producer
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.stats import ProducerStats
 
-log = get_logger("infrawatch.schedule")
+log = get_logger("infrawatch.runtime.schedule")
 
 MAX_BACKOFF = 300.0  # seconds; a broken producer is still retried every five minutes at least
 

@@ -22,9 +22,9 @@ from infrawatch.detect.restore import restore_detectors
 from infrawatch.logging import get_logger
 
 if TYPE_CHECKING:
-    from infrawatch.agent import Agent
+    from infrawatch.runtime.agent import Agent
 
-log = get_logger("infrawatch.reload")
+log = get_logger("infrawatch.runtime.reload")
 
 
 def changed_paths(old: BaseModel, new: BaseModel, prefix: str = "") -> Iterator[str]:

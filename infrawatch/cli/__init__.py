@@ -1,0 +1,5 @@
+"""The command line: `infrawatch init | check | run | query`."""
+
+from infrawatch.cli.main import main
+
+__all__ = ["main"]
