@@ -53,8 +53,17 @@ class SpikeDetector:
     def states(self) -> Mapping[SeriesKey, SeriesState]:
         return {}
 
+    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
+        return None
+
     def forget(self, key: SeriesKey) -> None:
         return None
+
+    def score(self, key: SeriesKey) -> float:
+        return 0.0
+
+    def history_seconds(self) -> float:
+        return 0.0
 
 
 async def main(anomalies: int, rate: int) -> None:

@@ -48,6 +48,10 @@ class GaussianBaseline:
         """Latest scores."""
         return {k: SeriesState(v[3], v[3] >= 0.5) for k, v in self._stats.items()}
 
+    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
+        """Latest state of a series (one rule per series: `rule` is ignored)."""
+        return self.states().get(key)
+
     def forget(self, key: SeriesKey) -> None:
         """Drop a series."""
         self._stats.pop(key, None)

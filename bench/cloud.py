@@ -155,7 +155,8 @@ async def agent_rss(server: MotoServer, tmp: Path, cloud: bool, region: str = RE
         if cloud:
             await agent.wait_for("cloudwatch.cycle")
         await asyncio.sleep(5)  # a few host ticks; a benchmark may wait on the clock
-        assert agent.proc is not None
+        if agent.proc is None:
+            raise RuntimeError("the agent process was not started")
         rss = psutil.Process(agent.proc.pid).memory_info().rss / 2**20
     finally:
         await agent.stop()

@@ -28,7 +28,7 @@ from infrawatch.model import Sample
 
 def series_keys(n: int) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
     """n series: 10 % system.memory.utilization per host, the rest app metrics."""
-    keys = []
+    keys: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     for i in range(n):
         if i % 10 == 0:
             keys.append(("system.memory.utilization", (("host", f"h{i}"),)))

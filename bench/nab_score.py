@@ -41,7 +41,7 @@ class FileScores:
     """One scored file: its per-row scores and its windows as inclusive row-index ranges."""
 
     name: str  # "<category>/<file>.csv"
-    scores: Sequence[float]
+    scores: list[float]
     windows: list[tuple[int, int]] = field(default_factory=list)
 
     @property

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -117,14 +118,16 @@ def measure(name: str, url: str, pid: int, scrapes: int) -> dict[str, object]:
     return out
 
 
-def wait_http(url: str, accept: object = None, limit: float = 60.0) -> str:
+def wait_http(
+    url: str, accept: Callable[[str], bool] | None = None, limit: float = 60.0
+) -> str:
     """GET `url` until it answers 200 (and `accept(text)` holds); bounded."""
     deadline = time.monotonic() + limit
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
-                text = resp.read().decode()
-                if accept is None or accept(text):  # type: ignore[operator]
+                text: str = resp.read().decode()
+                if accept is None or accept(text):
                     return text
         except OSError:
             pass
@@ -141,7 +144,8 @@ def run_agent(series: int, tmp: str, detectors: bool) -> tuple[subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
+    if proc.stdout is None:
+        raise RuntimeError("the child agent has no stdout pipe")
     for raw in proc.stdout:
         try:
             event = json.loads(raw)

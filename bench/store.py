@@ -151,11 +151,13 @@ def main() -> None:
 
         def day_raw() -> None:
             [s] = samples(conn, "q.metric", since=NOW - DAY, until=NOW)
-            assert len(s.points) == DAY
+            if len(s.points) != DAY:
+                raise RuntimeError(f"24 h raw query returned {len(s.points)} points, not {DAY}")
 
         def month_hourly() -> None:
             [s] = samples(conn, "q.metric", since=NOW - 30 * DAY, until=NOW, step=3600, agg="avg")
-            assert len(s.points) == 720
+            if len(s.points) != 720:
+                raise RuntimeError(f"30 d hourly query returned {len(s.points)} buckets, not 720")
 
         print(f"query samples 24 h raw (86,400 rows): {best_of(5, day_raw):.1f} ms")
         print(f"query samples 30 d --step 1h (720 buckets): {best_of(5, month_hourly):.1f} ms")

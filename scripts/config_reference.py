@@ -42,7 +42,8 @@ def example_comments(text: str) -> dict[str, str]:
     """
     comments: dict[str, str] = {}
     weak: dict[str, tuple[int, str]] = {}
-    table, pending, shareable, continuing = "", [], "", ""
+    pending: list[str] = []  # the comment paragraph above the next key
+    table, shareable, continuing = "", "", ""
     for raw in text.splitlines():
         line = raw.strip()
         header = _HEADER.match(line)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def _clean_infrawatch_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_infrawatch_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees INFRAWATCH_* settings from the shell that runs the suite."""
     for key in list(os.environ):
         if key.startswith("INFRAWATCH_"):
             monkeypatch.delenv(key)
-    return

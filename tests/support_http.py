@@ -14,10 +14,15 @@ from typing import Any
 
 import aiohttp
 
-from infrawatch.config import Settings
+from infrawatch.config import HttpConfig, Settings
 from infrawatch.model import Sample, make_labels
 from infrawatch.runtime.agent import Agent
+from infrawatch.runtime.latest import LatestValues
 from infrawatch.runtime.producer import BaseProducer, Producer
+from infrawatch.runtime.queue import BatchQueue
+from infrawatch.runtime.stats import AgentStats
+from infrawatch.runtime.status import StatusView
+from infrawatch.web.server import HttpLimits, HttpServer
 
 
 def free_port() -> int:
@@ -103,10 +108,18 @@ async def running_agent(config: Settings, producers: Sequence[Producer]) -> Asyn
         try:
             yield agent
         finally:
-            agent.should_exit = True
-            agent._exit_event.set()  # what a SIGTERM does, without touching process signals
+            agent.request_stop()  # what a SIGTERM does, without touching process signals
             await loop_task
             await agent.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def http_server(limits: HttpLimits | None = None) -> AsyncIterator[HttpServer]:
+    """The HTTP server alone on a free loopback port, over the runtime's view of idle parts."""
+    stats = AgentStats()
+    view = StatusView(stats, BatchQueue(10, "drop_oldest", stats), LatestValues(), [])
+    async with HttpServer(view, HttpConfig(listen="127.0.0.1:0"), limits=limits) as server:
+        yield server
 
 
 def base_url(agent: Agent) -> str:

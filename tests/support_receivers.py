@@ -290,3 +290,26 @@ class SignedWebhookReceiver(Receiver):
     def accepted_ids(self) -> list[str]:
         """webhook-id of every accepted delivery, in arrival order (repeats kept)."""
         return [r.headers["webhook-id"] for r in self.accepted()]
+
+
+# -- a receiver that is down, then back -------------------------------------------------------
+
+
+class OutageReceiver(Receiver):
+    """A webhook receiver behind a failing proxy: 503 while `down`, 204 once it is back.
+
+    It listens throughout, so a test switches it with one assignment and no port race."""
+
+    path = "/hook"
+
+    def __init__(self, *, down: bool = True) -> None:
+        super().__init__()
+        self.down = down
+
+    def answer(self, request: web.Request, body: bytes) -> Reply:
+        """503 during the outage, else 204."""
+        return (503, "upstream unavailable", {}) if self.down else (204, None, {})
+
+    def alertnames(self) -> list[str]:
+        """The first alert's `alertname` of every accepted notification, in arrival order."""
+        return [r.json["alerts"][0]["labels"]["alertname"] for r in self.accepted()]

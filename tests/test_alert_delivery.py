@@ -24,6 +24,7 @@ from infrawatch.storage.store import Store
 from tests.support_alert_logs import captured_logs
 from tests.support_receivers import (
     DiscordReceiver,
+    OutageReceiver,
     Receiver,
     SignedWebhookReceiver,
     SlackReceiver,
@@ -32,6 +33,9 @@ from tests.support_receivers import (
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FAST_RETRY = {"initial_delay": 0.02, "max_delay": 0.3, "multiplier": 2, "max_attempts": 50}
+# A notification's own backoff explodes: after its 2nd failure it would wait 5,000 s or more.
+# Whatever is delivered soon after that is paced by the sink's health, not by this timer.
+EXPLODING_RETRY = {"initial_delay": 0.01, "multiplier": 1e6, "max_delay": 86400, "max_attempts": 50}
 
 
 def anomaly(rule: str = "cpu_high", status: str = "firing", **labels: str) -> Anomaly:
@@ -375,5 +379,59 @@ async def test_429_without_retry_after_still_backs_off(tmp_path: Path) -> None:
             assert worker.stats.failed == 0
             # Steps of [d/2, d] with d doubling from initial_delay 0.02 s.
             assert worker.delays[3] >= 0.08
+    finally:
+        await hook.stop()
+
+
+async def test_backlog_drains_at_once_when_the_receiver_answers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outside trial: 32 notifications waited 392 s after the receiver came back, behind the
+    # oldest one's grown backoff. Probing the sink on a short schedule ends the wait.
+    monkeypatch.setattr(delivery, "PROBE_MAX_DELAY", 0.05, raising=False)
+    hook = OutageReceiver(down=True)
+    await hook.start()
+    sink = {"name": "h", "type": "webhook", "url": hook.url}
+    try:
+        async with alerting(tmp_path, [sink], retry=EXPLODING_RETRY) as svc:
+            worker = svc.workers["h"]
+            await svc.observe([anomaly(rule=f"rule{i}") for i in range(5)])
+            await hook.wait_until(lambda r: len(r.requests) >= 2)  # both answered 503
+            assert worker.stats.pending == 5
+            assert worker.stats.sent == 0
+            # In order: only the oldest notification is tried while the receiver fails.
+            tried = {r.json["alerts"][0]["labels"]["alertname"] for r in hook.requests}
+            assert tried == {"rule0"}
+            hook.down = False
+            await worker.wait_until(lambda s: s.sent == 5)
+            print([(r.status, r.json["alerts"][0]["labels"]["alertname"], round(r.at,3)) for r in hook.requests], list(worker.delays))
+            assert hook.alertnames() == [f"rule{i}" for i in range(5)]
+            assert len(set(hook.accepted_ids())) == 5
+            stats = worker.stats
+            assert (stats.pending, stats.failed, stats.rate_limited) == (0, 0, 0)
+            assert stats.retries == stats.attempts - 5 == len(hook.requests) - 5 >= 1
+    finally:
+        await hook.stop()
+
+
+async def test_notification_after_recovery_does_not_wait_behind_an_old_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sink's next probe is half an hour away: only the new notification can explain an
+    # early attempt, and it goes out behind the backlog, in order.
+    monkeypatch.setattr(delivery, "PROBE_MAX_DELAY", 3600.0, raising=False)
+    hook = OutageReceiver(down=True)
+    await hook.start()
+    sink = {"name": "h", "type": "webhook", "url": hook.url}
+    try:
+        async with alerting(tmp_path, [sink], retry=EXPLODING_RETRY) as svc:
+            worker = svc.workers["h"]
+            await svc.observe([anomaly(rule=f"old{i}") for i in range(3)])
+            await hook.wait_until(lambda r: len(r.requests) >= 2)  # both answered 503
+            hook.down = False
+            await svc.observe([anomaly(rule="new")])
+            await worker.wait_until(lambda s: s.sent == 4)
+            assert hook.alertnames() == ["old0", "old1", "old2", "new"]
+            assert worker.stats.pending == 0
     finally:
         await hook.stop()

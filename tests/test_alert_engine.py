@@ -163,8 +163,9 @@ def test_flapping_is_announced_once_then_held_until_it_settles() -> None:
     final_state = rec.state
     assert final_state == "firing"
     t_settle = rec.flips[-1] + 600
-    assert e.next_due() is not None
-    assert e.next_due() <= t_settle
+    due = e.next_due()
+    assert due is not None
+    assert due <= t_settle
     assert e.flush(t_settle - 1) == []
     # Settled at t_settle; the change goes out with the group's next tick (group_interval 60).
     notes = e.flush(t_settle) + e.flush(t_settle + 30) + e.flush(t_settle + 60)
@@ -356,6 +357,22 @@ def test_alerts_of_a_series_that_stopped_reporting_resolve() -> None:
         ("process.cpu.utilization", "42"): "resolved",
         ("process.cpu.utilization", "7"): "firing",
         ("process.memory.usage", "42"): "firing",
+    }
+
+
+def test_a_series_gone_resolves_only_its_own_alerts_not_its_exported_twins() -> None:
+    # `metric="a"` is kept as exported_metric; a series whose own label is exported_metric="a"
+    # is another series with another alert, and goes away on its own.
+    e = engine()
+    clash = anomaly(name="app.requests", metric="a")
+    literal = anomaly(name="app.requests", exported_metric="a")
+    e.observe([clash, literal], T0)
+    assert len(e.alerts) == 2
+    assert e.resolve_series((literal.name, literal.labels), T0 + 100) == 1
+    states = {tuple(sorted(r.labels)): r.state for r in e.alerts.values()}
+    assert states == {
+        ("alertname", "exported_metric", "metric", "severity"): "firing",
+        ("alertname", "exported_exported_metric", "metric", "severity"): "resolved",
     }
 
 

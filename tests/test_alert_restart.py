@@ -114,3 +114,62 @@ async def test_outbox_drains_after_restart_without_duplicates(tmp_path: Path, si
     # No new notification was made: the ongoing alerts were not re-announced after restart.
     assert outbox == [("delivered", 3)]
     assert alerts == [("mem_high", "firing"), ("ongoing", "firing"), ("swap_high", "firing")]
+
+
+RULE = """
+[[analysis.threshold]]
+name = "{name}"
+metric = "system.memory.utilization"
+labels = {{ exported_job = "node" }}
+op = ">"
+warning = 0.9
+"""
+
+
+async def test_restart_reconcile_after_a_sighup_asks_the_reloaded_detectors(
+    tmp_path: Path,
+) -> None:
+    # Two alerts were firing at shutdown, on a series whose own label starts with exported_.
+    # The agent restarts without the rule mem_high, gets it back by SIGHUP within restart_grace:
+    # the reconcile must ask the detectors running then, which restored mem_high as firing.
+    db = tmp_path / "agent.db"
+    series = make_labels({"exported_job": "node", "host": "db1"})
+    was_firing = [
+        Anomaly("system.memory.utilization", series, time.time(), 0.95, "threshold", rule,
+                "warning", "firing")
+        for rule in ("mem_high", "retired")
+    ]  # fmt: skip
+    cfg = AlertingConfig(group_wait=0, sinks=[{"name": "log", "type": "log"}])
+    async with Store(db) as store, AlertService(cfg, store, shutdown_deadline=0.5) as svc:
+        await svc.observe(was_firing)
+        await svc.settled()
+    base = """
+[host]
+interval = 3600
+metrics = ["memory"]
+[alerting]
+restart_grace = "2s"
+[analysis.zscore]
+enabled = false
+[analysis.novelty]
+enabled = false
+"""
+    config = write_config(tmp_path, base + RULE.format(name="disk_full"))
+    proc = await AgentProcess(config).start()
+    try:
+        await proc.wait_for("agent.started")
+        config.write_text(config.read_text() + RULE.format(name="mem_high"))
+        proc.signal(signal.SIGHUP)
+        reloaded = await proc.wait_for("config.reloaded")
+        assert reloaded["applied"] == ["analysis.threshold"]
+        reconciled = await proc.wait_for("alert.resolved_while_down")
+        # The grace period must outlast the reload for this test to say anything.
+        assert proc.events.index(reloaded) < proc.events.index(reconciled)
+        assert reconciled["alerts"] == 1  # only the rule that no longer exists
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+    finally:
+        await proc.stop()
+    with sqlite3.connect(db) as conn:
+        alerts = conn.execute("SELECT alertname, state FROM alerts ORDER BY 1").fetchall()
+    assert alerts == [("mem_high", "firing"), ("retired", "resolved")]

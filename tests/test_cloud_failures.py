@@ -92,10 +92,8 @@ async def test_throttling_is_retried_and_recovers_while_host_keeps_ticking(
         cloud.cloudwatch[REGION].meta.events.register(
             "before-send.cloudwatch.GetMetricData", before_send
         )
-        host_task = asyncio.create_task(
-            run_producer(host, queue, stats.producer("host", host.interval))
-        )
-        cloud_stats = stats.producer("cloudwatch", cloud.interval)
+        host_task = asyncio.create_task(run_producer(host, queue, stats.producer("host")))
+        cloud_stats = stats.producer("cloudwatch")
         try:
             first = await tick(cloud, queue, cloud_stats)
             assert not first

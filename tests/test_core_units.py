@@ -49,7 +49,7 @@ def _batch(producer: str, n: int) -> Batch:
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 async def test_full_queue_drops_and_counts(policy: str) -> None:
     stats = AgentStats()
-    p = stats.producer("p", 1.0)
+    p = stats.producer("p")
     queue = BatchQueue(2, policy, stats)  # type: ignore[arg-type]
     first, second, third = _batch("p", 1), _batch("p", 2), _batch("p", 3)
     for b in (first, second, third):
@@ -98,8 +98,7 @@ async def test_failing_producer_does_not_stop_another() -> None:
     queue = BatchQueue(1000, "drop_oldest", stats)
     good, bad = Counting("good", target=20), Failing()
     tasks = [
-        asyncio.create_task(run_producer(p, queue, stats.producer(p.name, p.interval)))
-        for p in (good, bad)
+        asyncio.create_task(run_producer(p, queue, stats.producer(p.name))) for p in (good, bad)
     ]
     await good.reached.wait()
     for t in tasks:
@@ -160,6 +159,9 @@ class _BrokenDetector:
     def states(self) -> dict[SeriesKey, SeriesState]:
         return {}
 
+    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
+        return None
+
     def forget(self, key: SeriesKey) -> None:
         return None
 
@@ -175,7 +177,7 @@ async def test_a_raising_detector_does_not_lose_samples(tmp_path: Path) -> None:
     queue = BatchQueue(10, "drop_oldest", stats)
     async with Store(tmp_path / "db.sqlite") as store:
         pipeline = Pipeline(queue, store, [_BrokenDetector()], LogAlerter(), stats)
-        stats.producer("p", 1.0)
+        stats.producer("p")
         await pipeline.process([Batch("p", [Sample("bad", 1.0, 1.0), Sample("good", 2.0, 1.0)])])
         await pipeline.process([Batch("p", [Sample("bad", 3.0, 2.0)])])
         assert stats.producers["p"].stored == 3
@@ -190,7 +192,7 @@ async def test_pipeline_stops_when_cancelled_as_a_queued_batch_arrives(tmp_path:
     path = tmp_path / "db.sqlite"
     async with Store(path, busy_timeout_ms=0) as store:
         pipeline = Pipeline(queue, store, [], LogAlerter(), stats)
-        stats.producer("p", 1.0)
+        stats.producer("p")
         locker = sqlite3.connect(path, isolation_level=None)
         try:
             locker.execute("BEGIN EXCLUSIVE")
@@ -226,7 +228,7 @@ async def test_coalesced_batches_of_one_producer_all_count_as_stored(tmp_path: P
     queue = BatchQueue(10, "drop_oldest", stats)
     async with Store(tmp_path / "db.sqlite") as store:
         pipeline = Pipeline(queue, store, [], LogAlerter(), stats)
-        stats.producer("p", 1.0)
+        stats.producer("p")
         first = Batch("p", [Sample("m", 1.0, 1.0), Sample("m", 2.0, 2.0)])
         second = Batch("p", [Sample("m", 3.0, 3.0)])
         await pipeline.process([first, second])  # one write, as `_take` coalesces them
@@ -242,7 +244,7 @@ async def test_non_finite_samples_are_dropped_before_detection_and_counted(
     detector = _Recording()
     async with Store(tmp_path / "db.sqlite") as store:
         pipeline = Pipeline(queue, store, [detector], LogAlerter(), stats)  # type: ignore[list-item]
-        stats.producer("p", 1.0)
+        stats.producer("p")
         values = [1.0, math.nan, math.inf, 2.0, -math.inf]
         batch = Batch("p", [Sample("m", v, float(i)) for i, v in enumerate(values)])
         await pipeline.process([batch])

@@ -52,9 +52,10 @@ async def test_hanging_producer_turns_healthz_503_and_back(tmp_path: Path) -> No
 def test_only_the_stale_producer_is_named() -> None:
     stats = AgentStats()
     now = time.monotonic()
-    stats.producer("host", 10.0).last_tick_done = now - 5.0
-    stats.producer("cloud", 60.0).last_tick_done = now - 181.0
-    healthy, body = health_report(stats, now, started=now - 1000.0)
+    stats.producer("host").last_tick_done = now - 5.0
+    stats.producer("cloud").last_tick_done = now - 181.0
+    intervals = {"host": 10.0, "cloud": 60.0}
+    healthy, body = health_report(stats, intervals, now, started=now - 1000.0)
     assert not healthy
     assert body["stale"] == ["cloud"]
     assert body["producers"]["host"]["ok"] is True
@@ -63,24 +64,26 @@ def test_only_the_stale_producer_is_named() -> None:
 
 def test_backoff_after_failures_extends_the_allowance() -> None:
     stats = AgentStats()
-    p = stats.producer("cloud", 10.0)
+    p = stats.producer("cloud")
+    intervals = {"cloud": 10.0}
     now = time.monotonic()
     p.last_tick_done = now - 100.0
-    healthy, body = health_report(stats, now, started=now - 500.0)
+    healthy, body = health_report(stats, intervals, now, started=now - 500.0)
     assert not healthy
     assert body["stale"] == ["cloud"]
     # After 4 failures in a row the scheduler skips 7 ticks on purpose; that is not a stall.
     p.consecutive_failures = 4
-    healthy, body = health_report(stats, now, started=now - 500.0)
+    healthy, body = health_report(stats, intervals, now, started=now - 500.0)
     assert healthy, body
     assert body["producers"]["cloud"]["limit_seconds"] == 3 * 10.0 * 8
 
 
 def test_a_producer_that_never_finished_a_tick_is_measured_from_start() -> None:
+    # Not even its stats exist yet: the configured interval alone names it.
     stats = AgentStats()
-    stats.producer("slow-start", 1.0)
+    intervals = {"slow-start": 1.0}
     now = time.monotonic()
-    assert health_report(stats, now, started=now - 1.0)[0]
-    healthy, body = health_report(stats, now, started=now - 10.0)
+    assert health_report(stats, intervals, now, started=now - 1.0)[0]
+    healthy, body = health_report(stats, intervals, now, started=now - 10.0)
     assert not healthy
     assert body["stale"] == ["slow-start"]

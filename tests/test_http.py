@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +12,15 @@ import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from infrawatch.alerting.engine import AlertRecord
 from infrawatch.detect.base import SeriesState
 from infrawatch.model import Sample, make_labels
 from infrawatch.runtime.latest import LatestValues
+from infrawatch.runtime.producer import Batch
 from infrawatch.runtime.queue import BatchQueue
 from infrawatch.runtime.stats import AgentStats, PeerStats, SinkStats
-from infrawatch.web.exposition import (
-    AgentCollector,
-    AlertView,
-    SinkCounters,
-    label_name,
-    metric_name,
-)
+from infrawatch.runtime.status import StatusView
+from infrawatch.web.exposition import AgentCollector, label_name, metric_name
 from tests.support_alert_logs import captured_logs
 from tests.support_http import ScriptedProducer, base_url, running_agent, settings, wait_until
 
@@ -88,7 +85,6 @@ async def test_metrics_exposes_series_self_metrics_and_process(tmp_path: Path) -
         _value(families, "infrawatch_producer_last_success_timestamp_seconds", producer="test")
         > 1e9
     )
-    assert _value(families, "infrawatch_queue_batches") >= 0
     assert _value(families, "infrawatch_batch_duration_seconds_count") >= 1
     assert _value(families, "infrawatch_batch_duration_seconds_bucket", le="+Inf") >= 1
     assert _value(families, "infrawatch_process_resident_memory_bytes") > 1e6
@@ -143,68 +139,89 @@ async def test_other_paths_and_methods_get_plain_errors(tmp_path: Path) -> None:
             assert "infrawatch_build_info" in await resp.text()
 
 
-def test_series_that_stop_reporting_expire() -> None:
-    now = [1000.0]
-    stats = AgentStats()
-    stats.producer("host", 10.0)
-    expired: list[Any] = []
-    latest = LatestValues(stats, clock=lambda: now[0], on_expire=expired.append)
-
-    def proc(pid: int) -> Sample:
-        return Sample("process.cpu.utilization", 0.1, now[0], make_labels({"pid": pid}))
-
-    cpu = Sample("system.cpu.utilization", 0.3, now[0])
-    # Processes are scanned every 30 s while the host ticks every 10 s.
-    for step in range(12):
-        batch = [cpu]
-        if step % 3 == 0:
-            batch += [proc(1)] + ([proc(2)] if step < 3 else [])
-        latest.update("host", batch)
-        now[0] += 10.0
-    keys = {dict(labels).get("pid") for _, labels in (k for k, _ in latest.items())}
-    # pid 1 is refreshed every scan and stays, although it is missing from 2 of 3 ticks;
-    # pid 2 was gone after its second scan and expired a few cadences later.
-    assert keys == {None, "1"}
-    assert expired == [("process.cpu.utilization", make_labels({"pid": 2}))]
-    assert latest.expired == 1
-    # A whole producer going quiet takes its series with it.
-    now[0] += 200.0
-    assert list(latest.items()) == []
-
-
-class _FakeAlerter:
-    def sink_counters(self) -> Iterable[SinkCounters]:
-        return [SinkCounters("discord", sent=3, failed=1, pending=2)]
-
-    def alert_views(self) -> Iterable[AlertView]:
-        return [AlertView("HighCpu", "firing", make_labels({"severity": "critical", "cpu": "0"}))]
-
-    async def observe(self, anomalies: Any) -> None:
-        return None
-
-
-async def test_alerter_hook_exposes_sinks_and_alert_states(tmp_path: Path) -> None:
+async def test_firing_alerts_and_sink_counters_reach_metrics(tmp_path: Path) -> None:
+    config = settings(
+        tmp_path,
+        analysis={
+            "threshold": [
+                {"name": "cpu_high", "metric": "system.cpu.utilization", "op": ">",
+                 "critical": 0.9},
+            ],
+            "zscore": {"enabled": False},
+            "novelty": {"enabled": False},
+        },
+        alerting={"group_wait": 0, "group_interval": 0.1},
+    )  # fmt: skip
+    cpu = make_labels({"cpu": "3"})
+    producer = ScriptedProducer(
+        make=lambda n: [Sample("system.cpu.utilization", 0.99, time.time(), cpu)]
+    )
     async with (
-        running_agent(settings(tmp_path), [ScriptedProducer()]) as agent,
+        running_agent(config, [producer]) as agent,
         aiohttp.ClientSession() as session,
     ):
-        agent.alerter = _FakeAlerter()
+        # No sinks configured: the log sink delivers, through the real outbox and worker.
+        await wait_until(lambda: "log" in agent.stats.alert_sinks)
+        await wait_until(lambda: agent.stats.alert_sinks["log"].sent >= 1)
         async with session.get(f"{base_url(agent)}/metrics") as resp:
             families = _parse(await resp.text())
-    assert _value(families, "infrawatch_alert_notifications_sent_total", sink="discord") == 3
-    assert _value(families, "infrawatch_alert_notifications_failed_total", sink="discord") == 1
-    assert _value(families, "infrawatch_alert_notifications_pending", sink="discord") == 2
-    assert (
-        _value(
-            families,
-            "infrawatch_alerts",
-            alertname="HighCpu",
-            alertstate="firing",
-            severity="critical",
-            cpu="0",
-        )
-        == 1
+    alerts = [s for s in families["infrawatch_alerts"] if s.labels["alertname"] == "cpu_high"]
+    assert len(alerts) == 1, families["infrawatch_alerts"]
+    assert alerts[0].labels["alertstate"] == "firing"
+    assert alerts[0].labels["cpu"] == "3"
+    assert alerts[0].labels["severity"] == "critical"
+    assert alerts[0].value == 1
+    assert _value(families, "infrawatch_alert_notifications_sent_total", sink="log") >= 1
+    assert _value(families, "infrawatch_alert_delivery_attempts_total", sink="log") >= 1
+    assert _value(families, "infrawatch_alert_sink_gone", sink="log") == 0
+
+
+def test_every_sink_counter_is_exposed() -> None:
+    view = _View()
+    view.stats.alert_sinks["discord"] = SinkStats(
+        type="discord",
+        sent=3,
+        failed=1,
+        pending=2,
+        attempts=9,
+        retries=5,
+        rate_limited=4,
+        gone=True,
+        unrecorded=6,
     )
+    families = _render(view)
+    sink = {"sink": "discord"}
+    assert _value(families, "infrawatch_alert_notifications_sent_total", **sink) == 3
+    assert _value(families, "infrawatch_alert_notifications_failed_total", **sink) == 1
+    assert _value(families, "infrawatch_alert_notifications_pending", **sink) == 2
+    assert _value(families, "infrawatch_alert_notifications_unrecorded", **sink) == 6
+    assert _value(families, "infrawatch_alert_delivery_attempts_total", **sink) == 9
+    assert _value(families, "infrawatch_alert_delivery_retries_total", **sink) == 5
+    assert _value(families, "infrawatch_alert_delivery_rate_limited_total", **sink) == 4
+    assert _value(families, "infrawatch_alert_sink_gone", **sink) == 1
+
+
+def test_alert_states_queue_depth_and_reloads_are_exposed() -> None:
+    record = AlertRecord(
+        fingerprint="f1",
+        labels={"alertname": "HighCpu", "severity": "critical", "cpu": "0", "alertstate": "x"},
+        annotations={},
+        severity="critical",
+        state="firing",
+        starts_at=1.0,
+        ends_at=None,
+        updated_at=1.0,
+    )
+    view = _View(alerts=[record], reloads=3)
+    view.queue.put(Batch("host", [Sample("a", 1.0, 1.0), Sample("b", 2.0, 1.0)]))
+    view.queue.put(Batch("host", [Sample("c", 3.0, 1.0)]))
+    families = _render(view)
+    labels = {"alertname": "HighCpu", "alertstate": "firing", "severity": "critical", "cpu": "0"}
+    # The alert's own `alertstate` label must not overwrite the state.
+    assert _value(families, "infrawatch_alerts", **labels, exported_alertstate="x") == 1
+    assert _value(families, "infrawatch_queue_batches") == 2
+    assert _value(families, "infrawatch_queue_samples") == 3
+    assert _value(families, "infrawatch_config_reloads_total") == 3
 
 
 class _FakeDetector:
@@ -217,25 +234,36 @@ class _FakeDetector:
         }
 
 
-class _View:
-    def __init__(self) -> None:
-        self.stats = AgentStats()
-        self.queue = BatchQueue(10, "drop_oldest", self.stats)
-        self.latest = LatestValues(self.stats)
-        self.alerter: object = None
+class _View(StatusView):
+    """The runtime's view over real parts; the detectors and alerts are the test's."""
 
-    def detectors(self) -> list[Any]:
+    def __init__(self, alerts: Sequence[AlertRecord] = (), reloads: int = 0) -> None:
+        stats = AgentStats()
+        self.queue = BatchQueue(10, "drop_oldest", stats)
+        self.latest = LatestValues()
+        super().__init__(stats, self.queue, self.latest, [])
+        self._alerts_shown = list(alerts)
+        self._reload_count = reloads
+
+    def detectors(self) -> Sequence[Any]:
         return [_FakeDetector()]
 
-    def buffered_samples(self) -> int:
-        return 0
+    def active_alerts(self) -> Sequence[AlertRecord]:
+        return self._alerts_shown
+
+    def reloads(self) -> int:
+        return self._reload_count
+
+
+def _render(view: _View, detector_states: str = "off") -> dict[str, list[Any]]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(view, detector_states))
+    return _parse(generate_latest(registry).decode())
 
 
 def test_detector_states_all_anomalous_or_off() -> None:
     def render(mode: str) -> dict[str, list[Any]]:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(AgentCollector(_View(), mode))
-        return _parse(generate_latest(registry).decode())
+        return _render(_View(), mode)
 
     every = render("all")
     cpu0 = {"detector": "zscore", "metric": "system_cpu_utilization", "cpu": "0"}
@@ -256,26 +284,24 @@ def test_alertmanager_peer_health_is_exposed() -> None:
     sink = view.stats.alert_sinks["am"] = SinkStats(type="alertmanager")
     sink.peers["http://127.0.0.1:9093"] = PeerStats()
     sink.peers["http://127.0.0.1:9094"] = PeerStats(failures=7, outages=1, down=True)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(AgentCollector(view, "off"))
-    families = _parse(generate_latest(registry).decode())
+    families = _render(view)
     up = "infrawatch_alertmanager_peer_up"
     failures = "infrawatch_alertmanager_peer_failures_total"
+    outages = "infrawatch_alertmanager_peer_outages_total"
     assert _value(families, up, sink="am", peer="http://127.0.0.1:9093") == 1
     assert _value(families, up, sink="am", peer="http://127.0.0.1:9094") == 0
     assert _value(families, failures, sink="am", peer="http://127.0.0.1:9094") == 7
+    assert _value(families, outages, sink="am", peer="http://127.0.0.1:9094") == 1
 
 
 def test_odd_label_values_are_escaped_and_never_break_the_scrape() -> None:
     view = _View()
-    view.stats.producer("host", 10.0)
+    view.stats.producer("host")
     # psutil decodes a non-UTF-8 process name with surrogateescape (any local user can start
     # one); quotes, backslashes and newlines must be escaped, not break the format.
     odd = {"name": "y\udcffz", "quote": 'a"b\\c\nd', "unicode": "é✓"}
     view.latest.update("host", [Sample("process.cpu.utilization", 0.5, 1.0, make_labels(odd))])
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(AgentCollector(view, "off"))
-    families = _parse(generate_latest(registry).decode())
+    families = _render(view)
     value = _value(
         families, "process_cpu_utilization", name="y\ufffdz", quote='a"b\\c\nd', unicode="é✓"
     )
@@ -317,29 +343,3 @@ async def test_malformed_requests_get_400_without_echo(tmp_path: Path) -> None:
     malformed = logs.named("http.malformed_request")
     assert [e["total"] for e in malformed] == [1, 2, 4]
     assert not [line for line in logs.raw if "<script>" in line or "Traceback" in line]
-
-
-def test_sparse_series_live_for_their_producers_ttl() -> None:
-    # CloudWatch: polled every 60 s, but an instance on basic monitoring reports every 300 s.
-    now = [1000.0]
-    stats = AgentStats()
-    stats.producer("cloudwatch", 60.0).series_ttl = 900.0 + 60.0
-    expired: list[Any] = []
-    latest = LatestValues(stats, clock=lambda: now[0], on_expire=expired.append)
-    detailed = make_labels({"instance_id": "i-detailed"})
-    basic = make_labels({"instance_id": "i-basic"})
-    name = "aws.ec2.cpuutilization.average"
-    for step in range(30):  # 30 minutes of polls
-        batch = [Sample(name, 1.0, now[0], detailed)]
-        if step % 5 == 0:
-            batch.append(Sample(name, 2.0, now[0], basic))
-        latest.update("cloudwatch", batch)
-        now[0] += 60.0
-    assert expired == []
-    assert latest.get((name, basic)) is not None
-    # Terminated: no datapoint for longer than the TTL while the others keep reporting.
-    for _ in range(17):
-        latest.update("cloudwatch", [Sample(name, 1.0, now[0], detailed)])
-        now[0] += 60.0
-    assert latest.get((name, basic)) is None
-    assert expired == [(name, basic)]

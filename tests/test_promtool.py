@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def _prometheus_installed() -> None:
     if shutil.which("promtool") is None or shutil.which("prometheus") is None:
         pytest.fail("Debian's prometheus package is missing: run `make test` (it installs it)")
 
+
+READY_WITHIN = 20.0  # seconds; the first host tick is stored well within one second
 
 CONFIG = """
 [host]
@@ -45,11 +48,16 @@ async def agent(tmp_path: Path) -> AsyncIterator[tuple[AgentProcess, str]]:
 
 
 async def _metrics_when_ready(session: aiohttp.ClientSession, target: str) -> str:
-    # /readyz flips once the first batch is stored (another process: poll it, bounded).
-    for _ in range(200):
+    # /readyz flips once the first batch is stored (another process: poll it, bounded), and a
+    # scrape before that would check a /metrics without the series this test is about.
+    deadline = time.monotonic() + READY_WITHIN
+    while True:
         async with session.get(f"http://{target}/readyz") as resp:
             if resp.status == 200:
                 break
+            body = await resp.text()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/readyz not ready after {READY_WITHIN} s: {body}")
         await asyncio.sleep(0.05)
     async with session.get(f"http://{target}/metrics") as resp:
         assert resp.status == 200

@@ -71,7 +71,7 @@ async def test_sighup_applies_a_valid_change(agent: tuple[AgentProcess, Path, st
     assert reloaded["level"] == "warning"  # the file and the running agent disagree until then
     # Debug logging is live: batch events (debug level) now appear.
     await proc.wait_for("pipeline.batch_done", count=3)
-    # The scheduler itself reports the interval it now runs on.
+    # /metrics reports the interval the producer runs on now.
     stats = await _host_stats(url)
     assert stats["infrawatch_producer_interval_seconds"] == 0.2
     assert proc.proc is not None

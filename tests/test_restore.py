@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from infrawatch.alerting.engine import annotations_for
 from infrawatch.alerting.fingerprint import alert_labels, fingerprint
+from infrawatch.alerting.outbox import Outbox
 from infrawatch.detect import build_detectors
+from infrawatch.detect.base import Detector
 from infrawatch.detect.config import AnalysisConfig
 from infrawatch.detect.novelty import NoveltyDetector
 from infrawatch.detect.restore import restore_detectors
@@ -37,9 +40,12 @@ def samples() -> list[Sample]:
     return out
 
 
-def decisions(detectors: list, batch: list[Sample]) -> list[tuple[str, float, str, str, float]]:  # type: ignore[type-arg]
+Decision = tuple[str, float, str, str, float]
+
+
+def decisions(detectors: Sequence[Detector], batch: list[Sample]) -> list[Decision]:
     """Every change, plus every score, the detectors produce on `batch`."""
-    out = []
+    out: list[Decision] = []
     for s in batch:
         for d in detectors:
             found: list[Anomaly] = d.observe(s)
@@ -174,7 +180,12 @@ async def test_threshold_firing_in_the_hysteresis_band_survives_a_restart(tmp_pa
              json.dumps(annotations), START, end),
         )  # fmt: skip
         restored = build_detectors(config)[0]
-        await restore_detectors(store, [restored], now=end)
+        # The agent hands restore what the alert store says was firing.
+        firing = await Outbox(store).firing_rules()
+        assert [(f.detector, f.key, f.rule, f.severity) for f in firing] == [
+            ("threshold", ("system.memory.utilization", ()), "mem_high", "warning")
+        ]
+        await restore_detectors(store, [restored], firing=firing, now=end)
 
     key = ("system.memory.utilization", ())
     assert uninterrupted.states()[key].anomalous

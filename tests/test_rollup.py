@@ -36,7 +36,9 @@ def rows(path: Path, table: str) -> dict[tuple[int, float], Bucket]:
     return {(r[0], r[1]): Bucket(r[1], *r[2:]) for r in found}
 
 
-def expected(path: Path, width: float, *, before: float = float("inf")) -> dict:
+def expected(
+    path: Path, width: float, *, before: float = float("inf")
+) -> dict[tuple[int, float], Bucket]:
     """Brute force from the raw rows: every bucket of `width` starting before `before`."""
     with sqlite3.connect(path) as conn:
         raw = conn.execute("SELECT series_id, ts, value FROM samples ORDER BY series_id, ts")
@@ -47,7 +49,10 @@ def expected(path: Path, width: float, *, before: float = float("inf")) -> dict:
     return {k: bucket_of(k[1], v) for k, v in groups.items() if k[1] + width <= before}
 
 
-def assert_same(got: dict, want: dict) -> None:
+def assert_same(
+    got: dict[tuple[int, float], Bucket], want: dict[tuple[int, float], Bucket]
+) -> None:
+    assert want, "no buckets expected: the comparison would be vacuous"
     assert got.keys() == want.keys()
     for k, b in want.items():
         g = got[k]

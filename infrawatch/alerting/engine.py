@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from infrawatch.alerting.config import AlertingConfig
-from infrawatch.alerting.fingerprint import alert_labels, fingerprint, series_alert_labels
+from infrawatch.alerting.fingerprint import alert_labels, fingerprint, series_of_alert
 from infrawatch.alerting.routing import Route, build_routes, build_silences, match_routes
 from infrawatch.logging import get_logger
 from infrawatch.model import Anomaly, SeriesKey
@@ -181,14 +181,9 @@ class Engine:
         instance was terminated), so without this its alerts would fire forever, the way
         Alertmanager resolves an alert Prometheus stops sending.
         """
-        name, series_labels = key
-        wanted = series_alert_labels(name, series_labels)
         resolved = 0
         for rec in self.alerts.values():
-            if rec.state != "firing":
-                continue
-            own = {k: v for k, v in rec.labels.items() if k not in ("alertname", "severity")}
-            if own != wanted:
+            if rec.state != "firing" or series_of_alert(rec.labels) != key:
                 continue
             rec.restored = False
             rec.state = "resolved"

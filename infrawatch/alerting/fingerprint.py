@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from infrawatch.model import Anomaly, Labels, SeriesKey, make_labels
 
-# Labels the alert itself sets; a series label with one of these names is kept as exported_<name>
-# (Prometheus does the same when a scraped label collides with a target label).
+# Labels the alert itself sets. A series label with one of these names, or one already starting
+# with exported_, gets one more exported_ prefix (Prometheus renames a scraped label that collides
+# with a target label the same way); the way back removes exactly one. So `metric="a"` and
+# `exported_metric="a"` stay two series, and the mapping is a bijection between series and the
+# labels their alerts carry.
 RESERVED = ("alertname", "metric", "severity")
+EXPORTED = "exported_"
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -17,12 +23,16 @@ def series_alert_labels(name: str, labels: Labels) -> dict[str, str]:
     """The labels that identify a series in its alerts: metric (= series name), series labels."""
     out = {"metric": name}
     for key, value in labels:
-        out[f"exported_{key}" if key in RESERVED else key] = value
+        out[EXPORTED + key if key in RESERVED or key.startswith(EXPORTED) else key] = value
     return out
 
 
-def series_of_alert(labels: dict[str, str]) -> SeriesKey | None:
-    """The series an alert's labels name (the inverse of `series_alert_labels`), if any."""
+def series_of_alert(labels: Mapping[str, str]) -> SeriesKey | None:
+    """The series an alert's labels name: the inverse of `series_alert_labels`.
+
+    None when the labels have no `metric`, or carry a label no series maps to (an `exported_x`
+    where x is neither reserved nor itself exported_-prefixed: alerts stored before the mapping
+    was a bijection, for a series whose own label started with exported_)."""
     name = labels.get("metric")
     if name is None:
         return None
@@ -30,8 +40,10 @@ def series_of_alert(labels: dict[str, str]) -> SeriesKey | None:
     for key, value in labels.items():
         if key in RESERVED:
             continue
-        original = key.removeprefix("exported_")
-        series[original if original in RESERVED else key] = value
+        original = key.removeprefix(EXPORTED)
+        if original != key and original not in RESERVED and not original.startswith(EXPORTED):
+            return None
+        series[original] = value
     return name, make_labels(series)
 
 

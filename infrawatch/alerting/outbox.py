@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from infrawatch.alerting.engine import AlertRecord
+from infrawatch.alerting.fingerprint import series_of_alert
+from infrawatch.detect.restore import FiringRule
+from infrawatch.model import Severity
 from infrawatch.storage.store import Store
 
 _UPSERT_ALERT = """
@@ -27,6 +30,8 @@ ON CONFLICT (fingerprint) DO UPDATE SET
     last_notified_at = excluded.last_notified_at, updated_at = excluded.updated_at,
     notified = excluded.notified, flips = excluded.flips, flapping = excluded.flapping
 """
+# The stored text as the Severity type; a row with anything else was not written by us.
+_SEVERITIES: dict[str, Severity] = {"info": "info", "warning": "warning", "critical": "critical"}
 _INSERT_ITEM = """
 INSERT INTO outbox (id, sink, group_key, payload, created_at, state, attempts, failures,
                     next_attempt_at)
@@ -122,6 +127,22 @@ class Outbox:
                         last_notified_at=row[11],
                     )
                 )
+        return out
+
+    async def firing_rules(self) -> list[FiringRule]:
+        """Every alert firing at the last shutdown as (detector, series, rule, severity), for
+        the detectors' restore; alerts whose labels name no series are left out."""
+        sql = "SELECT labels, severity, annotations FROM alerts WHERE state = 'firing'"
+        out = []
+        async with self.store.db.execute(sql) as cur:
+            for labels_text, severity, annotations_text in await cur.fetchall():
+                labels = json.loads(labels_text)
+                key = series_of_alert(labels)
+                if key is None or severity not in _SEVERITIES:
+                    continue
+                detector = json.loads(annotations_text).get("detector", "")
+                rule = labels.get("alertname", "")
+                out.append(FiringRule(detector, key, rule, _SEVERITIES[severity]))
         return out
 
     async def pending(self) -> list[OutboxItem]:

@@ -13,13 +13,14 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import aiohttp
 
 from infrawatch.alerting.config import AlertingConfig, SinkConfig
 from infrawatch.alerting.delivery import SinkWorker
 from infrawatch.alerting.engine import AlertRecord, Engine
+from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.alerting.outbox import Outbox, OutboxItem, new_notification_id
 from infrawatch.alerting.sinks import Sink, build_sink
 from infrawatch.alerting.sinks.alertmanager import AlertmanagerSink
@@ -27,30 +28,28 @@ from infrawatch.alerting.sinks.base import USER_AGENT
 from infrawatch.alerting.sinks.log import LogSink
 from infrawatch.detect.base import Detector
 from infrawatch.logging import get_logger
-from infrawatch.model import Anomaly, SeriesKey, make_labels
+from infrawatch.model import Anomaly, SeriesKey
 from infrawatch.runtime.stats import AgentStats, SinkStats
 from infrawatch.storage.store import Store
-
-if TYPE_CHECKING:
-    from infrawatch.web.exposition import AlertView, SinkCounters
 
 log = get_logger("infrawatch.alerting")
 
 PERSIST_RETRY = 1.0  # seconds between attempts to persist when the database fails
 
 
-def detector_probe(detectors: Sequence[Detector]) -> Callable[[AlertRecord], bool | None]:
-    """Ask the detectors whether a restored alert's series is still anomalous (None: unknown)."""
+def detector_probe(
+    detectors: Callable[[], Sequence[Detector]],
+) -> Callable[[AlertRecord], bool | None]:
+    """Ask the detectors running at call time (a SIGHUP may have replaced them) whether a
+    restored alert's rule still fires on its series; None: unknown (no such series or rule)."""
 
     def probe(rec: AlertRecord) -> bool | None:
-        series = {
-            k: v for k, v in rec.labels.items() if k not in ("alertname", "metric", "severity")
-        }
-        series = {k.removeprefix("exported_"): v for k, v in series.items()}
-        key = (rec.labels.get("metric", ""), make_labels(series))
-        for detector in detectors:
+        key = series_of_alert(rec.labels)
+        if key is None:
+            return None
+        for detector in detectors():
             if detector.name == rec.detector:
-                state = detector.states().get(key)
+                state = detector.state_of(key, rec.labels.get("alertname", ""))
                 return None if state is None else state.anomalous
         return None
 
@@ -211,26 +210,11 @@ class AlertService:
         self._idle.clear()
         self._wake.set()
 
-    # -- what /metrics shows ---------------------------------------------------------------
+    # -- what /metrics and the status page show --------------------------------------------
 
-    def sink_counters(self) -> list[SinkCounters]:
-        """Notifications sent, failed and pending per sink, since start."""
-        from infrawatch.web.exposition import SinkCounters
-
-        return [
-            SinkCounters(name, stats.sent, stats.failed, stats.pending)
-            for name, stats in self.stats.alert_sinks.items()
-        ]
-
-    def alert_views(self) -> list[AlertView]:
+    def active_alerts(self) -> list[AlertRecord]:
         """Alerts that are firing now (flapping ones included), like Prometheus' ALERTS."""
-        from infrawatch.web.exposition import AlertView
-
-        return [
-            AlertView(rec.labels.get("alertname", ""), "firing", make_labels(rec.labels))
-            for rec in self.engine.alerts.values()
-            if rec.state == "firing"
-        ]
+        return [rec for rec in self.engine.alerts.values() if rec.state == "firing"]
 
     async def settled(self) -> None:
         """Wait until everything observed so far is applied and persisted (for tests)."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -56,7 +56,7 @@ class HostProducer(BaseProducer):
         self._group_failures: dict[str, int] = {}  # metric group → consecutive failed ticks
         self._worker: DaemonWorker | None = None
 
-    async def __aenter__(self) -> HostProducer:
+    async def __aenter__(self) -> Self:
         self._worker = DaemonWorker("infrawatch-host")
         await self._worker.run(self._setup)
         return self

@@ -55,6 +55,12 @@ class Detector(Protocol):
         """The latest state of every series this detector tracks."""
         ...
 
+    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
+        """The latest state of `rule` on `key`; None if this detector does not track that pair.
+
+        An alert is about one series and one rule: asking `states()` would merge the rules."""
+        ...
+
     def forget(self, key: SeriesKey) -> None:
         """Drop the state of a series that has gone away."""
         ...
@@ -104,6 +110,11 @@ class PerSeriesDetector(Generic[S]):
             for k, st in self._series.items()
             if st is not None
         }
+
+    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
+        """State of `key`; one rule per series here (the detector's own), so `rule` is ignored."""
+        st = self._series.get(key)
+        return None if st is None else SeriesState(st.score, st.anomalous, st.statistic)
 
     def forget(self, key: SeriesKey) -> None:
         """Drop a series' state (it has gone away)."""

@@ -297,6 +297,16 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
         st = self._series.get(key)
         return [r.bounds() for r in st.ranges] if st is not None else []
 
+    def band(self, key: SeriesKey) -> tuple[float, float, str] | None:
+        """(lower, upper, text): the range of values the series covered over its history, which
+        a value must leave to score; None until `min_history` samples (or if disabled)."""
+        st = self._series.get(key)
+        if st is None or st.ranges[0].n < st.p.min_history:
+            return None
+        lo, hi = st.ranges[0].bounds()
+        span = _span(st.last_ts - st.ranges[0].since())
+        return lo, hi, f"{span} range {lo:.4g} to {hi:.4g}"
+
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample against the history, then add it; return firing/resolved changes."""
         key = (sample.name, sample.labels)

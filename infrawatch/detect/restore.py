@@ -11,23 +11,24 @@ rollups (1-hour min/max for the ranges, one bucket per ring slot for the seasona
 its `raw_seconds()` from raw samples; see `NoveltyDetector.seed` for what is exact and what is
 conservative. The CPU work runs in a worker thread chunk by chunk, so the event loop stays
 responsive; nothing else touches the detectors until they are handed to the pipeline.
+
+What was firing at shutdown comes in as plain data (`FiringRule`, read from the alert store by
+the caller): this package knows nothing of alerting, alerting knows detect's types.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.detect.base import Detector
 from infrawatch.detect.novelty import NoveltyDetector
 from infrawatch.detect.threshold import ThresholdDetector
 from infrawatch.logging import get_logger
-from infrawatch.model import Labels, Sample
+from infrawatch.model import Labels, Sample, SeriesKey, Severity
 from infrawatch.storage import rollup
 from infrawatch.storage.store import Store, labels_from_json
 
@@ -41,6 +42,16 @@ _SQL = (
     "FROM samples JOIN series ON series.id = samples.series_id "
     "WHERE samples.ts >= ? AND samples.ts <= ? ORDER BY samples.ts, samples.series_id"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class FiringRule:
+    """A detector's rule that was firing on a series when the agent stopped (its alert's state)."""
+
+    detector: str
+    key: SeriesKey
+    rule: str
+    severity: Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +69,20 @@ async def restore_detectors(
     store: Store,
     detectors: Sequence[Detector],
     *,
+    firing: Iterable[FiringRule] = (),
     now: float | None = None,
     max_history: float | None = None,
     use_rollups: bool = True,
 ) -> RestoreResult:
     """Rebuild each detector from the history it needs: raw samples of the last `max_history`
-    seconds at most, plus (`use_rollups`) rollups for a seedable detector's far past."""
+    seconds at most, plus (`use_rollups`) rollups for a seedable detector's far past; `firing`
+    are the rules whose alerts were firing at shutdown (`Outbox.firing_rules`)."""
     end = time.time() if now is None else now
     cap = max_history if max_history is not None else float("inf")
     wanted = {id(d): max(0.0, d.history_seconds()) for d in detectors}
     raw_from = {id(d): end - min(wanted[id(d)], cap) for d in detectors if wanted[id(d)] > 0}
     seeded = 0
-    await _seed_threshold_firing(store, detectors)
+    _seed_threshold_firing(detectors, firing)
     for d in detectors:
         if use_rollups and isinstance(d, NoveltyDetector) and id(d) in raw_from:
             step = d.seed_step()
@@ -126,26 +139,18 @@ def _replay(
                 detector.observe(sample)  # reported before the restart: discarded
 
 
-async def _seed_threshold_firing(store: Store, detectors: Sequence[Detector]) -> int:
+def _seed_threshold_firing(detectors: Sequence[Detector], firing: Iterable[FiringRule]) -> int:
     """Mark the threshold rules whose alerts were firing at shutdown as firing; return how many.
 
     Threshold state is not in the samples alone: a rule keeps firing while the value sits
     between `resolve` and the firing level, for longer than any replay window."""
     thresholds = [d for d in detectors if isinstance(d, ThresholdDetector)]
-    if not thresholds:
-        return 0
-    sql = "SELECT labels, severity, annotations FROM alerts WHERE state = 'firing'"
     seeded = 0
-    async with store.db.execute(sql) as cur:
-        for labels_text, severity, annotations_text in await cur.fetchall():
-            labels = json.loads(labels_text)
-            if json.loads(annotations_text).get("detector") != ThresholdDetector.name:
-                continue
-            key = series_of_alert(labels)
-            if key is None or severity not in ("info", "warning", "critical"):
-                continue
-            for detector in thresholds:
-                seeded += detector.seed_firing(key, labels.get("alertname", ""), severity)
+    for was in firing:
+        if was.detector != ThresholdDetector.name:
+            continue
+        for detector in thresholds:
+            seeded += detector.seed_firing(was.key, was.rule, was.severity)
     return seeded
 
 

@@ -106,6 +106,15 @@ class ThresholdDetector:
                 out[key] = SeriesState(1.0 if firing else 0.0, firing, None)
         return out
 
+    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
+        """Whether `rule` fires on `key` (score 1.0 firing, else 0.0); None if the series is not
+        tracked or the rule does not apply to it (any more)."""
+        for st in self._series.get(key, ()):
+            if st.rule.config.name == rule:
+                firing = st.firing is not None
+                return SeriesState(1.0 if firing else 0.0, firing, None)
+        return None
+
     def forget(self, key: SeriesKey) -> None:
         """Drop a series' rule states."""
         self._series.pop(key, None)

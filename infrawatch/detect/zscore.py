@@ -172,6 +172,18 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             need = max(need, 3.0 * window, (season if seasonal else 0.0) + 2.0 * suppress)
         return need
 
+    def band(self, key: SeriesKey) -> tuple[float, float, str] | None:
+        """(lower, upper, text): the values the level feature accepts now, mean ± threshold·σ
+        with σ floored as `observe` floors it; None until `min_samples` (or if disabled)."""
+        st = self._series.get(key)
+        if st is None or st.n < st.p.min_samples:
+            return None
+        p = st.p
+        spread = max(math.sqrt(st.var), st.quant if st.quant < math.inf else 0.0, p.min_std)
+        half = p.threshold * spread
+        text = f"{format_duration(p.window)} mean {st.mean:.4g} ± {p.threshold:g}σ (σ {spread:.3g})"
+        return st.mean - half, st.mean + half, text
+
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample, update the baseline, return a firing/resolved change if any."""
         key = (sample.name, sample.labels)

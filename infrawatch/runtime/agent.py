@@ -4,6 +4,10 @@ startup   open the store, restore detectors, open producers/alerter/HTTP (one As
 main_loop producers and the pipeline run as tasks until `should_exit` (SIGTERM/SIGINT)
 shutdown  stop producers → drain the queue through the pipeline within the deadline → flush →
           close everything in reverse order. A second signal exits at once.
+
+The agent is what the collaborators act on, through narrow views: the reloader sees it as a
+`Reloadable` (apply logging, set intervals, replace detectors), the series timer calls back into
+`forget_series`, tests and signal handlers call `request_stop`.
 """
 
 from __future__ import annotations
@@ -16,24 +20,29 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from infrawatch import logging as iw_logging
 from infrawatch.alerting import Alerter, LogAlerter
+from infrawatch.alerting.outbox import Outbox
 from infrawatch.alerting.service import AlertService, detector_probe
 from infrawatch.collectors.host import HostProducer
 from infrawatch.config import Settings
 from infrawatch.detect import build_detectors
+from infrawatch.detect.base import Detector
 from infrawatch.detect.restore import restore_detectors
 from infrawatch.logging import get_logger
 from infrawatch.model import SeriesKey
 from infrawatch.runtime.latest import LatestValues
 from infrawatch.runtime.pipeline import Pipeline
-from infrawatch.runtime.producer import Producer, ResumingProducer
+from infrawatch.runtime.producer import Producer, ResumingProducer, Timing
 from infrawatch.runtime.queue import BatchQueue
 from infrawatch.runtime.reload import Reloader
 from infrawatch.runtime.schedule import run_producer
 from infrawatch.runtime.stats import AgentStats
+from infrawatch.runtime.status import StatusView
 from infrawatch.storage.retention import Maintenance
 from infrawatch.storage.store import Store
 from infrawatch.web.server import HttpServer
@@ -70,13 +79,8 @@ class Agent:
         overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        # SIGHUP re-reads the configuration the way it was loaded at start.
-        self.config_path = config_path
-        self.overrides = dict(overrides or {})
         self.once = once
         self.stats = AgentStats()
-        self.should_exit = False
-        self.force_exit = False
         self.started_at = time.time()
         self.producers = list(producers) if producers is not None else build_producers(settings)
         self.queue = BatchQueue(
@@ -86,9 +90,13 @@ class Agent:
         self.alerter: Alerter = LogAlerter()
         self.alert_service: AlertService | None = None
         self.pipeline: Pipeline | None = None
-        self.latest = LatestValues(self.stats, on_expire=self._forget_series)
+        # Each producer's interval and series TTL, from the producer itself (filled as they
+        # open, kept current by set_producer_interval); the series timer reads it live.
+        self.timings: dict[str, Timing] = {}
+        self.latest = LatestValues(self.timings, on_expire=self.forget_series)
         self.http: HttpServer | None = None
-        self.reloader = Reloader(self)
+        # SIGHUP re-reads the configuration the way it was loaded at start.
+        self.reloader = Reloader(self, config_path=config_path, overrides=overrides)
         self.producer_wakeups = {p.name: asyncio.Event() for p in self.producers}
         self._exit_event = asyncio.Event()
         self._producer_tasks: list[asyncio.Task[None]] = []
@@ -110,7 +118,11 @@ class Agent:
         await stack.enter_async_context(self.store)
         self.stats.store_open = True
         detectors = build_detectors(self.settings.analysis)
-        await restore_detectors(self.store, detectors, max_history=self.settings.storage.retention)
+        # Threshold rules whose alerts were firing at shutdown: the samples alone can't tell.
+        firing = await Outbox(self.store).firing_rules()
+        await restore_detectors(
+            self.store, detectors, firing=firing, max_history=self.settings.storage.retention
+        )
         # The alerter owns its ClientSession and sink workers; the stack closes it before the
         # store, after its last delivery attempt within the shutdown deadline.
         alerting = self.settings.alerting
@@ -122,7 +134,10 @@ class Agent:
             self.store,
             stats=self.stats,
             shutdown_deadline=self.settings.agent.shutdown_deadline,
-            still_anomalous=detector_probe(detectors),
+            # The restart reconcile asks the detectors running then: a SIGHUP may replace them.
+            still_anomalous=detector_probe(
+                lambda: self.pipeline.detectors if self.pipeline is not None else detectors
+            ),
         )
         self.alerter = await stack.enter_async_context(self.alert_service)
         self.pipeline = Pipeline(
@@ -137,8 +152,8 @@ class Agent:
         )
         for producer in self.producers:
             await stack.enter_async_context(producer)
-            stats = self.stats.producer(producer.name, producer.interval)
-            stats.series_ttl = producer.series_ttl
+            self.stats.producer(producer.name)
+            self.timings[producer.name] = Timing.of(producer)
             if isinstance(producer, ResumingProducer):
                 # Points stored before a restart (and replayed into the detectors above) are
                 # not emitted again when the producer re-reads its look-back window.
@@ -146,7 +161,16 @@ class Agent:
         stack.push_async_callback(self.reloader.aclose)
         # --once has nothing to serve, and must work beside a running agent that holds the port.
         if self.settings.http.enabled and not self.once:
-            self.http = await stack.enter_async_context(HttpServer(self, self.settings.http))
+            view = StatusView(
+                self.stats,
+                self.queue,
+                self.latest,
+                self.producers,
+                pipeline=self.pipeline,
+                alerts=self.alert_service,
+                reloader=self.reloader,
+            )
+            self.http = await stack.enter_async_context(HttpServer(view, self.settings.http))
         log.info(
             "agent.started",
             pid=os.getpid(),
@@ -157,8 +181,8 @@ class Agent:
 
     async def main_loop(self) -> None:
         """Run producers and the pipeline until `should_exit` (or one cycle with --once)."""
-        assert self.pipeline is not None
-        pipeline_task = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        pipeline = self._started_pipeline()
+        pipeline_task = asyncio.create_task(pipeline.run(), name="pipeline")
         # Rollups and retention in small transactions beside the pipeline (not for --once).
         maintenance_task = (
             None
@@ -167,6 +191,10 @@ class Agent:
                 Maintenance(self.store, self.settings.storage).run(), name="maintenance"
             )
         )
+        # Series expiry on its own timer rather than in the maintenance task: it changes only
+        # in-memory state (detectors, alerts, the store's id cache), so it must stay on time
+        # while a maintenance chunk waits on a busy database, and it runs with --once too.
+        expiry_task = asyncio.create_task(self.latest.run(), name="series-expiry")
         self._producer_tasks = [
             asyncio.create_task(
                 run_producer(
@@ -185,11 +213,13 @@ class Agent:
         else:
             await self._exit_event.wait()
         await self._stop_producers()
-        if maintenance_task is not None:
-            # Stopped first: the drain that follows must not wait behind a maintenance chunk.
-            maintenance_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance_task
+        # Stopped first: the drain that follows must not wait behind a maintenance chunk, and
+        # no series expires (resolving its alerts) while the alerter is shutting down.
+        for task in (maintenance_task, expiry_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         pipeline_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pipeline_task
@@ -203,13 +233,13 @@ class Agent:
 
     async def shutdown(self) -> None:
         """Drain what was accepted through the pipeline within the deadline; count the rest."""
-        assert self.pipeline is not None
+        pipeline = self._started_pipeline()
         deadline = self.settings.agent.shutdown_deadline
         started = time.monotonic()
         try:
-            await asyncio.wait_for(self.pipeline.drain(), timeout=deadline)
+            await asyncio.wait_for(pipeline.drain(), timeout=deadline)
         except TimeoutError:
-            lost = self.pipeline.abandon()
+            lost = pipeline.abandon()
             log.error("agent.drain_deadline_exceeded", deadline=deadline, dropped_samples=lost)
         if self.alert_service is not None:
             # One budget for the whole shutdown: the alerter's last delivery round (run as the
@@ -217,6 +247,11 @@ class Agent:
             # state, since what it has not written to the outbox would be lost.
             left = deadline - (time.monotonic() - started)
             self.alert_service.shutdown_deadline = max(MIN_ALERTER_SHUTDOWN, left)
+
+    def _started_pipeline(self) -> Pipeline:
+        if self.pipeline is None:
+            raise RuntimeError("the agent has not been started (startup first)")
+        return self.pipeline
 
     def log_stopped(self) -> None:
         """The final event: what this run collected, stored and dropped."""
@@ -230,6 +265,52 @@ class Agent:
             uptime=round(time.time() - self.started_at, 3),
         )
 
+    # -- what collaborators call ----------------------------------------------------------
+
+    @property
+    def should_exit(self) -> bool:
+        """Whether a stop was requested."""
+        return self._exit_event.is_set()
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop, like SIGTERM: main_loop returns and shutdown can follow."""
+        self._exit_event.set()
+
+    def current_detectors(self) -> Sequence[Detector]:
+        """The detectors running now, which a reload may have replaced (none before start-up)."""
+        return self.pipeline.detectors if self.pipeline is not None else ()
+
+    def apply_logging(self, level: str, fmt: Literal["auto", "json", "console"]) -> None:
+        """Switch the log level and renderer (reload)."""
+        iw_logging.configure(level, fmt)
+
+    def replace_detectors(self, detectors: Sequence[Detector]) -> None:
+        """Run `detectors` from the next batch on (reload; they are warmed up already)."""
+        if self.pipeline is not None:
+            self.pipeline.set_detectors(detectors)
+
+    def replace_settings(self, settings: Settings) -> None:
+        """Make `settings` the configuration in force (reload)."""
+        self.settings = settings
+
+    def set_producer_interval(self, name: str, seconds: float) -> None:
+        """Change a producer's interval live; its scheduler picks it up at once (reload)."""
+        for producer in self.producers:
+            if producer.name == name and producer.interval != seconds:
+                producer.interval = seconds
+                if name in self.timings:
+                    self.timings[name] = replace(self.timings[name], interval=seconds)
+                self.producer_wakeups.setdefault(name, asyncio.Event()).set()
+
+    def forget_series(self, key: SeriesKey) -> None:
+        """A series stopped reporting (the series timer): it leaves the detectors, its firing
+        alerts resolve (no detector will ever send their resolve now), its cached id goes."""
+        for detector in self.current_detectors():
+            detector.forget(key)
+        if self.alert_service is not None:
+            self.alert_service.series_gone(key)
+        self.store.forget_series(key)
+
     # -- signals ---------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
@@ -239,33 +320,14 @@ class Agent:
             loop.add_signal_handler(sig, self.handle_exit, sig)
         loop.add_signal_handler(signal.SIGHUP, self.reloader.request)
 
-    def set_producer_interval(self, name: str, seconds: float) -> None:
-        """Change a producer's interval live; its scheduler picks it up at once (reload)."""
-        for producer in self.producers:
-            if producer.name == name and producer.interval != seconds:
-                producer.interval = seconds
-                self.producer_wakeups.setdefault(name, asyncio.Event()).set()
-
-    def _forget_series(self, key: SeriesKey) -> None:
-        # A series that stopped reporting (process exited, instance gone) leaves the detectors,
-        # and its firing alerts resolve: no detector will ever send their resolve now.
-        if self.pipeline is not None:
-            for detector in self.pipeline.detectors:
-                detector.forget(key)
-        if self.alert_service is not None:
-            self.alert_service.series_gone(key)
-        self.store.forget_series(key)
-
     def handle_exit(self, sig: int) -> None:
         """Signal handler: first call starts a graceful shutdown, a second forces exit."""
         if self.should_exit:
-            self.force_exit = True
             log.warning("agent.forced_exit", signal=signal.Signals(sig).name)
             sys.stdout.flush()
             os._exit(EXIT_SECOND_SIGNAL)
-        self.should_exit = True
         log.info("agent.stopping", signal=signal.Signals(sig).name)
-        self._exit_event.set()
+        self.request_stop()
 
 
 def run(

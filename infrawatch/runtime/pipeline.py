@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from infrawatch.alerting import Alerter
 from infrawatch.detect.base import Detector
-from infrawatch.logging import get_logger
+from infrawatch.logging import at_doubling, describe, get_logger
 from infrawatch.model import Anomaly, Sample
 from infrawatch.runtime.latest import LatestValues
 from infrawatch.runtime.producer import Batch
@@ -79,7 +79,7 @@ class Pipeline:
 
     @property
     def detectors(self) -> Sequence[Detector]:
-        """The detectors running now (read by /metrics)."""
+        """The detectors running now (read by /metrics and the alerter's restart probe)."""
         return self._detectors
 
     def set_detectors(self, detectors: Sequence[Detector]) -> None:
@@ -211,9 +211,9 @@ class Pipeline:
         kept = [s for s in batch.samples if math.isfinite(s.value) and math.isfinite(s.ts)]
         lost = len(batch.samples) - len(kept)
         if lost:
-            self._stats.producer(batch.producer, 0.0).dropped += lost
+            self._stats.producer(batch.producer).dropped += lost
             self._non_finite += lost
-            if self._non_finite & (self._non_finite - 1) == 0:  # once per doubling
+            if at_doubling(self._non_finite):
                 log.warning(
                     "pipeline.non_finite_dropped",
                     producer=batch.producer,
@@ -224,12 +224,12 @@ class Pipeline:
 
     def _detector_failed(self, detector: str, sample: Sample, exc: Exception) -> None:
         count = self._detector_errors[detector] = self._detector_errors[detector] + 1
-        if count & (count - 1) == 0:  # once per doubling: a broken detector can't flood the log
+        if at_doubling(count):  # a broken detector can't flood the log
             log.error(
                 "detect.failed",
                 detector=detector,
                 metric=sample.name,
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe(exc),
                 failures=count,
             )
 
@@ -268,7 +268,7 @@ class Pipeline:
             self._pending.popleft()
             self._pending_samples -= len(head.samples)
             for producer, count in head.per_producer.items():
-                self._stats.producer(producer, 0.0).stored += count
+                self._stats.producer(producer).stored += count
             self._stats.first_batch_stored = True
             if self._store_failures:
                 log.info("store.recovered", after_failures=self._store_failures)
@@ -281,7 +281,7 @@ class Pipeline:
         self._stats.store_dropped += len(head.samples)
         log.error(
             "store.batch_unwritable",
-            error=f"{type(exc).__name__}: {exc}",
+            error=describe(exc),
             dropped_samples=len(head.samples),
             dropped_anomalies=len(head.anomalies),
         )
@@ -296,10 +296,10 @@ class Pipeline:
         # STORE_LOG_EVERY_AT_MAX retries once the backoff is at its maximum.
         failures = self._store_failures
         at_max = delay >= STORE_RETRY_MAX and failures % STORE_LOG_EVERY_AT_MAX == 0
-        if failures & (failures - 1) == 0 or at_max:
+        if at_doubling(failures) or at_max:
             log.error(
                 "store.write_failed",
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe(exc),
                 consecutive_failures=self._store_failures,
                 retry_in=delay,
                 buffered_samples=self._pending_samples,

@@ -72,6 +72,20 @@ class BaseProducer:
 
 
 @dataclass(frozen=True, slots=True)
+class Timing:
+    """A producer's cadence as series expiry needs it: `interval` seconds between ticks, and
+    `series_ttl` seconds a series lives without a refresh at least (0: learned)."""
+
+    interval: float
+    series_ttl: float = 0.0
+
+    @classmethod
+    def of(cls, producer: Producer) -> Timing:
+        """The timing `producer` is configured with now."""
+        return cls(producer.interval, producer.series_ttl)
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """The samples one producer tick produced."""
 

@@ -5,26 +5,61 @@ the environment as it is now). If it is invalid, every problem is logged and the
 running on the configuration it has. If it is valid, the changes that can be applied in place
 are applied (log level and format, host interval, detectors); the rest is logged, as a warning,
 as needing a restart.
+
+A reload is all or nothing: whatever can fail (loading, validating, building the new detectors
+and warming them up from storage) runs first and touches nothing live; only then is every change
+committed, by operations that do not fail. The reloader reaches the agent only through
+`Reloadable`, the few operations it performs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from infrawatch import logging as iw_logging
+from infrawatch.alerting.outbox import Outbox
 from infrawatch.config import ConfigError, Settings, load
 from infrawatch.detect import build_detectors
+from infrawatch.detect.base import Detector
 from infrawatch.detect.restore import restore_detectors
-from infrawatch.logging import get_logger
-
-if TYPE_CHECKING:
-    from infrawatch.runtime.agent import Agent
+from infrawatch.logging import describe, get_logger
+from infrawatch.storage.store import Store
 
 log = get_logger("infrawatch.runtime.reload")
+
+
+class Reloadable(Protocol):
+    """What a reload reads from the running agent and the changes it makes to it."""
+
+    @property
+    def settings(self) -> Settings:
+        """The configuration in force: what a reload compares the file against."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """The open store, which new detectors are warmed up from."""
+        ...
+
+    def apply_logging(self, level: str, fmt: Literal["auto", "json", "console"]) -> None:
+        """Switch the log level and renderer."""
+        ...
+
+    def set_producer_interval(self, name: str, seconds: float) -> None:
+        """Run producer `name` every `seconds` from its next tick on."""
+        ...
+
+    def replace_detectors(self, detectors: Sequence[Detector]) -> None:
+        """Run `detectors` (already warmed up) from the next batch on."""
+        ...
+
+    def replace_settings(self, settings: Settings) -> None:
+        """Make `settings` the configuration in force."""
+        ...
 
 
 def changed_paths(old: BaseModel, new: BaseModel, prefix: str = "") -> Iterator[str]:
@@ -41,8 +76,17 @@ def changed_paths(old: BaseModel, new: BaseModel, prefix: str = "") -> Iterator[
 class Reloader:
     """Runs one reload at a time; a SIGHUP during a reload queues exactly one more."""
 
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
+    def __init__(
+        self,
+        target: Reloadable,
+        *,
+        config_path: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._target = target
+        # Re-read the way the configuration was loaded at start.
+        self._config_path = config_path
+        self._overrides = dict(overrides or {})
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self.reloads = 0  # completed reload attempts (valid or not)
@@ -60,8 +104,8 @@ class Reloader:
             try:
                 await self.reload()
             except Exception as exc:
-                # A failed apply must never take the agent down; the old settings stay in place.
-                log.error("config.reload_failed", error=f"{type(exc).__name__}: {exc}")
+                # Nothing was applied (see `reload`): the agent runs on as it was.
+                log.error("config.reload_failed", error=describe(exc))
             self.reloads += 1
             if not self._again:
                 return
@@ -73,12 +117,14 @@ class Reloader:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def reload(self) -> bool:
-        """Load, validate and apply the configuration; return False if it was rejected."""
-        agent = self._agent
-        source = str(agent.config_path) if agent.config_path else None
+        """Load, validate and apply the configuration; return False if it was rejected.
+
+        Raises (having changed nothing) when preparing the change fails, e.g. a store read."""
+        target = self._target
+        source = str(self._config_path) if self._config_path else None
         log.info("config.reloading", path=source)
         try:
-            loaded = await asyncio.to_thread(load, agent.config_path, agent.overrides)
+            loaded = await asyncio.to_thread(load, self._config_path, self._overrides)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("config.reload_invalid", path=source, problem=problem)
@@ -89,14 +135,29 @@ class Reloader:
                 action="kept the running configuration",
             )
             return False
-        old, new = agent.settings, loaded.settings
+        old, new = target.settings, loaded.settings
         paths = list(changed_paths(old, new))
         applied: list[str] = []
         restart: list[str] = []
         for path in paths:
             (applied if _live(path) else restart).append(path)
-        await self._apply(old, new, applied)
-        agent.settings = new
+        detectors: list[Detector] | None = None
+        if any(p.startswith("analysis.") for p in applied):
+            # New detectors are warmed up from stored history, like at start-up. This is the
+            # step that can fail, so it runs before anything live is touched.
+            detectors = build_detectors(new.analysis)
+            firing = await Outbox(target.store).firing_rules()
+            await restore_detectors(
+                target.store, detectors, firing=firing, max_history=new.storage.retention
+            )
+        # Commit: steps that cannot fail, with no await in between, so no batch sees half of it.
+        if detectors is not None:
+            target.replace_detectors(detectors)
+        if any(p.startswith("logging.") for p in applied):
+            target.apply_logging(new.logging.level, new.logging.format)
+        if "host.interval" in applied:
+            target.set_producer_interval("host", new.host.interval)
+        target.replace_settings(new)
         # Settings that only a restart applies are worth a warning: the file says one thing and
         # the running agent does another until then.
         (log.warning if restart else log.info)(
@@ -107,20 +168,6 @@ class Reloader:
             restart_required=restart,
         )
         return True
-
-    async def _apply(self, old: Settings, new: Settings, applied: list[str]) -> None:
-        agent = self._agent
-        if any(p.startswith("logging.") for p in applied):
-            iw_logging.configure(new.logging.level, new.logging.format)
-        if "host.interval" in applied:
-            for producer in agent.producers:
-                if producer.name == "host":
-                    agent.set_producer_interval(producer.name, new.host.interval)
-        if any(p.startswith("analysis.") for p in applied) and agent.pipeline is not None:
-            # New detectors are warmed up from stored history, like at start-up.
-            detectors = build_detectors(new.analysis)
-            await restore_detectors(agent.store, detectors, max_history=new.storage.retention)
-            agent.pipeline.set_detectors(detectors)
 
 
 def _live(path: str) -> bool:

@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 
-from infrawatch.logging import get_logger
+from infrawatch.logging import at_doubling, describe, get_logger
 from infrawatch.runtime.producer import Batch, Producer
 from infrawatch.runtime.queue import BatchQueue
 from infrawatch.runtime.stats import ProducerStats
@@ -27,8 +27,31 @@ def backoff_ticks(consecutive_failures: int, interval: float) -> int:
     return min(skip, cap)
 
 
+def _overrun(name: str, interval: float, started: float, stats: ProducerStats) -> None:
+    # Said while the tick is still running: a cycle stuck behind slow calls (a cloud API
+    # timing out and retrying) is otherwise silent until it ends, which can take minutes.
+    stats.overruns += 1
+    elapsed = time.monotonic() - started
+    log.warning(
+        "producer.tick_overrun", producer=name, interval=interval, elapsed=round(elapsed, 3)
+    )
+
+
 async def tick(producer: Producer, queue: BatchQueue, stats: ProducerStats) -> bool:
-    """Run one collection and enqueue its samples; return False if it failed."""
+    """Run one collection and enqueue its samples; return False if it failed.
+
+    A collection still running when `producer.interval` seconds have passed is logged once
+    (`producer.tick_overrun`) at that moment; every tick's duration is recorded in `stats`.
+    """
+    started = time.monotonic()
+    interval = producer.interval
+    overrun = (
+        asyncio.get_running_loop().call_later(
+            interval, _overrun, producer.name, interval, started, stats
+        )
+        if 0 < interval < math.inf
+        else None
+    )
     try:
         samples = await producer.collect()
     except asyncio.CancelledError:
@@ -37,17 +60,21 @@ async def tick(producer: Producer, queue: BatchQueue, stats: ProducerStats) -> b
         stats.errors += 1
         stats.consecutive_failures += 1
         # One line per failure streak length doubling keeps a dead source from flooding the log.
-        if stats.consecutive_failures & (stats.consecutive_failures - 1) == 0:
+        if at_doubling(stats.consecutive_failures):
             log.error(
                 "producer.failed",
                 producer=producer.name,
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe(exc),
                 consecutive_failures=stats.consecutive_failures,
             )
         return False
     finally:
+        if overrun is not None:
+            overrun.cancel()
+        stats.last_tick_done = done = time.monotonic()
+        stats.last_tick_seconds = done - started
+        stats.tick_duration.observe(done - started)
         stats.ticks += 1
-        stats.last_tick_done = time.monotonic()
     if stats.consecutive_failures:
         log.info("producer.recovered", producer=producer.name, after=stats.consecutive_failures)
     stats.consecutive_failures = 0
@@ -88,7 +115,7 @@ async def run_producer(
         n += 1 + backoff_ticks(stats.consecutive_failures, interval)
         if producer.interval != interval:
             # The interval was changed (SIGHUP reload): a new grid, anchored at this tick.
-            interval = stats.interval = producer.interval
+            interval = producer.interval
             start, n = tick_started, 1 + backoff_ticks(stats.consecutive_failures, interval)
         now = loop.time()
         due = start + n * interval

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 # Seconds; batch processing is normally milliseconds, a slow disk can make it seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds; a host tick takes milliseconds, a cloud cycle behind slow API calls can take minutes.
+TICK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 @dataclass(slots=True)
@@ -25,11 +27,16 @@ class Histogram:
         self.count += 1
 
 
+def tick_histogram() -> Histogram:
+    """An empty histogram of producer tick durations (seconds)."""
+    return Histogram(TICK_BUCKETS, [0] * (len(TICK_BUCKETS) + 1))
+
+
 @dataclass(slots=True)
 class ProducerStats:
-    """What one producer did since start."""
+    """What one producer did since start (counters only: its interval and series TTL are its
+    configuration, which the agent hands to whoever needs it)."""
 
-    interval: float
     collected: int = 0
     dropped: int = 0
     stored: int = 0
@@ -39,7 +46,9 @@ class ProducerStats:
     consecutive_failures: int = 0
     last_success: float | None = None  # wall clock, epoch seconds
     last_tick_done: float | None = None  # monotonic seconds
-    series_ttl: float = 0.0  # seconds a series lives without a refresh, at least (latest.py)
+    last_tick_seconds: float | None = None  # how long the last finished tick took
+    tick_duration: Histogram = field(default_factory=tick_histogram)  # seconds per tick
+    overruns: int = 0  # ticks still running when their interval had passed
 
 
 @dataclass(slots=True)
@@ -81,11 +90,11 @@ class AgentStats:
     store_open: bool = False
     alert_sinks: dict[str, SinkStats] = field(default_factory=dict)
 
-    def producer(self, name: str, interval: float) -> ProducerStats:
+    def producer(self, name: str) -> ProducerStats:
         """The stats of producer `name`, created on first use."""
         stats = self.producers.get(name)
         if stats is None:
-            stats = self.producers[name] = ProducerStats(interval=interval)
+            stats = self.producers[name] = ProducerStats()
         return stats
 
     @property

@@ -1,15 +1,17 @@
 """Read-only queries over the agent's database: series, samples, anomalies, alerts.
 
-The database is opened read-only (`file:…?mode=ro`), so a query never creates, migrates or
-changes a file, and it works while the agent is writing (WAL readers don't block the writer).
-Every value from the command line reaches SQL as a bound parameter. This module uses the stdlib
-`sqlite3`: a command-line read has no event loop to keep free.
+One read path for `infrawatch query` and the `/api/v1` JSON API. The database is opened
+read-only (`file:…?mode=ro`), so a query never creates, migrates or changes a file, and it works
+while the agent is writing (WAL readers don't block the writer). Every value from a command
+line or a URL reaches SQL as a bound parameter. This module uses the stdlib `sqlite3` and is
+synchronous: the CLI has no event loop to keep free, and the API calls it in a worker thread.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -19,16 +21,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from infrawatch.storage.rollup import Bucket, Pending, bucket_row, by_step, ceil_to, floor_to, plan
+from infrawatch.storage.rollup import Bucket, Pending, by_step, ceil_to, floor_to, plan
 from infrawatch.storage.store import SCHEMA_VERSION
 from infrawatch.units import parse_duration
 
 Agg = Literal["avg", "min", "max", "last", "count", "p95"]
 AGGREGATIONS: tuple[Agg, ...] = ("avg", "min", "max", "last", "count", "p95")
 
+_EPOCH = re.compile(r"\d{1,12}(\.\d+)?")
+MAX_EPOCH = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+
 
 class QueryError(Exception):
     """A bad argument or an unusable database: one line for the user (exit code 2)."""
+
+
+class NotFound(QueryError):
+    """An unknown metric, or no series of it with the given labels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,53 +68,66 @@ class SeriesPoints:
 
 
 def parse_time(text: str, *, now: float, option: str) -> float:
-    """Epoch seconds from a duration before `now` ("1h", "7d") or an RFC 3339 time."""
+    """Epoch seconds from a duration before `now` ("1h", "7d"), RFC 3339, or epoch seconds."""
     try:
         return now - parse_duration(text)
     except ValueError:
         pass
+    stripped = text.strip()
+    if _EPOCH.fullmatch(stripped):
+        # A bare number can't be a duration (those need a unit): Prometheus' epoch form.
+        epoch = float(stripped)
+        if epoch <= MAX_EPOCH:
+            return epoch
     try:
         # RFC 3339 allows a lower-case "t" and "z"; fromisoformat only takes upper case.
-        when = datetime.fromisoformat(text.strip().upper())
+        when = datetime.fromisoformat(stripped.upper())
     except ValueError:
         raise QueryError(
-            f"{option}: malformed time {text!r}: use a duration before now (30m, 7d) "
-            "or an RFC 3339 time (2026-01-02T15:04:05Z)"
+            f"{option}: malformed time {text!r}: use a duration before now (30m, 7d), "
+            "an RFC 3339 time (2026-01-02T15:04:05Z) or epoch seconds"
         ) from None
     if when.tzinfo is None:  # no offset given: UTC, like everything the agent stores
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
 
 
-def parse_labels(pairs: Sequence[str]) -> dict[str, str]:
-    """`k=v` strings into a mapping; a malformed one is a QueryError."""
+def parse_labels(pairs: Sequence[str], *, option: str = "--label") -> dict[str, str]:
+    """`k=v` strings into a mapping; a malformed one is a QueryError naming `option`."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise QueryError(f"--label: expected KEY=VALUE, got {pair!r}")
+            raise QueryError(f"{option}: expected KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
 
 
-def parse_step(text: str) -> int:
+def parse_step(text: str, *, option: str = "--step") -> int:
     """A step in whole seconds ("5m", "1h", "30")."""
     try:
         seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
     except ValueError:
-        raise QueryError(f"--step: malformed duration {text!r}: use e.g. 30s, 5m, 1h") from None
+        raise QueryError(f"{option}: malformed duration {text!r}: use e.g. 30s, 5m, 1h") from None
     if seconds < 1 or seconds != int(seconds):
-        raise QueryError(f"--step: {text!r} must be a whole number of seconds, at least 1")
+        raise QueryError(f"{option}: {text!r} must be a whole number of seconds, at least 1")
     return int(seconds)
 
 
-def time_range(since: str, until: str | None, *, now: float | None = None) -> tuple[float, float]:
+def time_range(
+    since: str,
+    until: str | None,
+    *,
+    now: float | None = None,
+    options: tuple[str, str] = ("--since", "--until"),
+) -> tuple[float, float]:
     """[since, until) in epoch seconds from the command-line forms; until defaults to now."""
     now = time.time() if now is None else now
-    start = parse_time(since, now=now, option="--since")
-    end = now if until is None else parse_time(until, now=now, option="--until")
+    since_opt, until_opt = options
+    start = parse_time(since, now=now, option=since_opt)
+    end = now if until is None else parse_time(until, now=now, option=until_opt)
     if end <= start:
-        raise QueryError(f"--until ({until or 'now'}) is not after --since ({since})")
+        raise QueryError(f"{until_opt} ({until or 'now'}) is not after {since_opt} ({since})")
     return start, end
 
 
@@ -142,18 +164,28 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the database has table `name` (older schemas lack the rollup tables)."""
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
     return row.fetchone() is not None
 
 
-def _label_filter(labels: dict[str, str]) -> tuple[str, list[Any]]:
-    """SQL conditions on series.labels (a JSON object), all values bound."""
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def _series_filter(
+    match: str | None, labels: dict[str, str], table: str = "series"
+) -> tuple[str, list[Any]]:
+    """SQL conditions on `table` (the series table or its alias): name GLOB, exact labels."""
     sql = ""
     params: list[Any] = []
     for key, value in labels.items():
-        sql += " AND EXISTS (SELECT 1 FROM json_each(series.labels) WHERE key = ? AND value = ?)"
+        sql += f" AND EXISTS (SELECT 1 FROM json_each({table}.labels) WHERE key = ? AND value = ?)"  # noqa: S608 - `table` is ours
         params += [key, value]
+    if match is not None:
+        sql += f" AND {table}.name GLOB ?"
+        params.append(match)
     return sql, params
 
 
@@ -165,10 +197,7 @@ def list_series(
     conn: sqlite3.Connection, *, match: str | None = None, labels: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """Stored series (name GLOB `match`, with `labels`) with raw sample count and first/last ts."""
-    where, params = _label_filter(labels or {})
-    if match is not None:
-        where += " AND series.name GLOB ?"
-        params.append(match)
+    where, params = _series_filter(match, labels or {})
     sql = (
         "SELECT id, name, labels,"  # noqa: S608 - only fixed conditions with "?" are added
         " (SELECT count(*) FROM samples WHERE series_id = series.id),"
@@ -191,29 +220,41 @@ def list_series(
     return out
 
 
+def series_refs(
+    conn: sqlite3.Connection, *, match: str | None = None, labels: dict[str, str] | None = None
+) -> list[SeriesRef]:
+    """Stored series (name GLOB `match`, with `labels`), by name and labels; no sample reads."""
+    where, params = _series_filter(match, labels or {})
+    sql = f"SELECT id, name, labels FROM series WHERE 1 = 1{where} ORDER BY name, labels"  # noqa: S608 - only "?"
+    return [_ref(row) for row in conn.execute(sql, params)]
+
+
 def find_series(conn: sqlite3.Connection, metric: str, labels: dict[str, str]) -> list[SeriesRef]:
-    """The series of `metric` carrying `labels`; an unknown metric is a QueryError."""
+    """The series of `metric` carrying `labels`; an unknown metric is a NotFound."""
     if conn.execute("SELECT 1 FROM series WHERE name = ? LIMIT 1", (metric,)).fetchone() is None:
-        raise QueryError(f"unknown metric {metric!r} (see `infrawatch query series`)")
-    where, params = _label_filter(labels)
+        raise NotFound(f"unknown metric {metric!r} (see `infrawatch query series`)")
+    where, params = _series_filter(None, labels)
     sql = f"SELECT id, name, labels FROM series WHERE name = ?{where} ORDER BY labels"  # noqa: S608 - only "?"
     refs = [_ref(row) for row in conn.execute(sql, [metric, *params])]
     if not refs:
         shown = ",".join(f"{k}={v}" for k, v in labels.items())
-        raise QueryError(f"no series of {metric!r} has labels {shown}")
+        raise NotFound(f"no series of {metric!r} has labels {shown}")
     return refs
 
 
-def _pending(conn: sqlite3.Connection) -> Pending | None:
+def pending_span(conn: sqlite3.Connection) -> Pending | None:
     """What the rollups don't cover yet; None if the database has no rollups (older schema)."""
-    if not _has_table(conn, "rollup_pending"):
+    if not has_table(conn, "rollup_pending"):
         return None
     row = conn.execute("SELECT dirty_from, hour_dirty_from FROM rollup_pending WHERE id = 1")
     found = row.fetchone()
     return Pending(None, None) if found is None else Pending(found[0], found[1])
 
 
-def _raw(conn: sqlite3.Connection, sid: int, start: float, end: float) -> list[tuple[float, float]]:
+def raw_points(
+    conn: sqlite3.Connection, sid: int, start: float, end: float
+) -> list[tuple[float, float]]:
+    """(ts, value) of series `sid` with start <= ts < end (epoch seconds), oldest first."""
     sql = "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
     return conn.execute(sql, (sid, start, end)).fetchall()
 
@@ -235,38 +276,74 @@ def samples(
     """
     refs = find_series(conn, metric, labels or {})
     if step is None:
-        return [SeriesPoints(ref, _raw(conn, ref.id, since, until)) for ref in refs]
+        return [SeriesPoints(ref, raw_points(conn, ref.id, since, until)) for ref in refs]
     start, end = floor_to(since, step), ceil_to(until, step)
-    pending = _pending(conn)
+    pending = pending_span(conn)
     out = []
     for ref in refs:
         if agg == "p95":
-            points = _percentile_points(_raw(conn, ref.id, start, end), step, 0.95)
+            points = _percentile_points(raw_points(conn, ref.id, start, end), step, 0.95)
         else:
-            buckets = _buckets(conn, ref.id, start, end, step, pending)
-            points = [(b.ts, _pick(b, agg)) for b in by_step(buckets, step)]
+            found = step_buckets(conn, ref.id, start, end, step, pending)
+            points = [(b.ts, _pick(b, agg)) for b in found]
         out.append(SeriesPoints(ref, points))
     return out
 
 
-def _buckets(
+# Per source table: count, sum, sum of squares, min, max and the newest value, as aggregates
+# over its rows (raw samples are buckets of one).
+AGGREGATES = {
+    "samples": (
+        "count(*)",
+        "sum(value)",
+        "sum(value * value)",
+        "min(value)",
+        "max(value)",
+        "value",
+    ),
+    "rollup_1m": ("sum(count)", "sum(sum)", "sum(sumsq)", "min(min)", "max(max)", "last"),
+    "rollup_1h": ("sum(count)", "sum(sum)", "sum(sumsq)", "min(min)", "max(max)", "last"),
+}
+
+
+def _bucket_sql(table: str) -> str:
+    """Rows of series ?2 in [?3, ?4) of `table` merged per bucket of ?1 seconds, oldest first.
+
+    SQLite aggregates (a day of 1 s samples is 86,400 rows; Python objects per row would cost
+    ten times more); `last` is the newest row of the bucket within [?3, ?4).
+    """
+    count, total, sumsq, lo, hi, last = AGGREGATES[table]
+    bucket = "CAST(t.ts / ?1 AS INTEGER) * ?1"  # floor: ts is positive
+    return (
+        f"SELECT {bucket} AS b, {count}, {total}, {sumsq}, {lo}, {hi},"  # noqa: S608 - fixed names
+        f" (SELECT r.{last} FROM {table} AS r WHERE r.series_id = ?2"
+        f"   AND r.ts >= max(?3, {bucket}) AND r.ts < min(?4, {bucket} + ?1)"
+        "   ORDER BY r.ts DESC LIMIT 1)"
+        f" FROM {table} AS t WHERE t.series_id = ?2 AND t.ts >= ?3 AND t.ts < ?4"
+        " GROUP BY b ORDER BY b"
+    )
+
+
+def step_buckets(
     conn: sqlite3.Connection, sid: int, start: float, end: float, step: int, pending: Pending | None
 ) -> list[Bucket]:
-    """Time-ordered parts of [start, end): complete rollup rows, then raw samples as buckets."""
+    """One bucket per `step` over [start, end) (multiples of step): complete rollups, then raw."""
     # A database from before rollups (no tables) is read raw; Pending(0, 0) makes plan() do so.
     tiers = plan(start, end, step, pending if pending is not None else Pending(0.0, 0.0))
     parts: list[Bucket] = []
     for tier in tiers:
-        if tier.source == "samples":
-            rows = _raw(conn, sid, tier.start, tier.end)
-            parts.extend(Bucket(t, 1, v, v * v, v, v, v) for t, v in rows)
-            continue
-        sql = (
-            "SELECT ts, count, sum, sumsq, min, max, last"  # noqa: S608 - table name from plan()
-            f" FROM {tier.source} WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
+        rows = conn.execute(_bucket_sql(tier.source), (step, sid, tier.start, tier.end))
+        parts.extend(
+            Bucket(float(ts), int(n), _num(s), _num(sq), _num(lo), _num(hi), _num(last))
+            for ts, n, s, sq, lo, hi, last in rows
         )
-        parts.extend(bucket_row(r) for r in conn.execute(sql, (sid, tier.start, tier.end)))
-    return parts
+    # A bucket split between two tiers (rollups end mid-step) comes back as two parts.
+    return by_step(parts, step) if len(tiers) > 1 else parts
+
+
+def _num(value: float | None) -> float:
+    # SQLite has no NaN: a sum of +inf and -inf (rows written around the store) comes back NULL.
+    return math.nan if value is None else float(value)
 
 
 def _pick(bucket: Bucket, agg: Agg) -> float:
@@ -296,38 +373,58 @@ def _percentile_points(
     return [(ts, percentile(vals, q)) for ts, vals in groups.items()]
 
 
-def anomalies(conn: sqlite3.Connection, *, since: float, until: float) -> list[dict[str, Any]]:
-    """Anomaly state changes in [since, until), oldest first."""
+# -- anomalies and alerts -------------------------------------------------------------------
+
+
+def anomalies(
+    conn: sqlite3.Connection,
+    *,
+    since: float,
+    until: float,
+    metric: str | None = None,
+    labels: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Anomaly state changes in [since, until), oldest first (the newest `limit` if given)."""
+    where, params = _series_filter(None, labels or {}, table="s")
+    if metric is not None:
+        where += " AND s.name = ?"
+        params.append(metric)
     sql = (
-        "SELECT a.ts, s.name, s.labels, a.detector, a.rule, a.severity, a.status, a.value,"
-        " a.score, a.summary FROM anomalies AS a JOIN series AS s ON s.id = a.series_id"
-        " WHERE a.ts >= ? AND a.ts < ? ORDER BY a.ts, a.id"
+        "SELECT a.ts, s.name, s.labels, a.detector, a.rule, a.severity, a.status, a.value,"  # noqa: S608 - only "?"
+        " a.score, a.summary, a.evidence FROM anomalies AS a JOIN series AS s ON s.id = a.series_id"
+        f" WHERE a.ts >= ? AND a.ts < ?{where} ORDER BY a.ts DESC, a.id DESC LIMIT ?"
     )
     keys = ("ts", "metric", "labels", "detector", "rule", "severity", "status", "value", "score")
     out = []
-    for row in conn.execute(sql, (since, until)):
+    rows = conn.execute(sql, (since, until, *params, -1 if limit is None else limit)).fetchall()
+    for row in reversed(rows):
         item = dict(zip(keys, row[:9], strict=True))
         item["labels"] = json.loads(row[2])
         item["summary"] = row[9]
+        item["evidence"] = json.loads(row[10])
         out.append(item)
     return out
 
 
-def alerts(conn: sqlite3.Connection, *, state: str | None = None) -> list[dict[str, Any]]:
-    """Alerts (optionally only `state`), most recently updated first."""
+def alerts(
+    conn: sqlite3.Connection, *, state: str | None = None, resolved_since: float | None = None
+) -> list[dict[str, Any]]:
+    """Alerts (optionally only `state`, and resolved ones only if they ended at or after
+    `resolved_since`), most recently updated first."""
+    flapping = "flapping" if _has_column(conn, "alerts", "flapping") else "0"
     sql = (
-        "SELECT fingerprint, alertname, state, severity, labels, annotations, starts_at, ends_at,"
-        " last_notified_at FROM alerts WHERE (? IS NULL OR state = ?) ORDER BY updated_at DESC"
+        "SELECT fingerprint, alertname, state, severity, labels, annotations, starts_at, ends_at,"  # noqa: S608 - fixed names
+        f" last_notified_at, updated_at, {flapping} FROM alerts WHERE (?1 IS NULL OR state = ?1)"
+        " AND (?2 IS NULL OR state != 'resolved' OR ends_at >= ?2) ORDER BY updated_at DESC"
     )
     keys = ("fingerprint", "alertname", "state", "severity", "labels", "annotations",
-            "starts_at", "ends_at", "last_notified_at")  # fmt: skip
+            "starts_at", "ends_at", "last_notified_at", "updated_at", "flapping")  # fmt: skip
     out = []
-    for row in conn.execute(sql, (state, state)):
+    for row in conn.execute(sql, (state, resolved_since)):
         item = dict(zip(keys, row, strict=True))
         item["labels"] = json.loads(item["labels"])
         item["annotations"] = json.loads(item["annotations"])
+        item["flapping"] = bool(item["flapping"])
         out.append(item)
     return out
-
-
-# -- the command ----------------------------------------------------------------------------

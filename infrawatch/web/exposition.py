@@ -1,17 +1,18 @@
 """What /metrics shows: a prometheus-client Collector over the agent's live state.
 
 Nothing here formats exposition text by hand: the collector yields metric families and
-`prometheus_client.generate_latest` renders them. Series names are converted per DESIGN.md
-(`system.cpu.utilization` → `system_cpu_utilization`), labels are kept (names sanitised).
+`prometheus_client.generate_latest` renders them. A dotted series name becomes a Prometheus
+name by turning every character Prometheus does not allow into `_`, as OpenTelemetry's
+Prometheus exporter does (`system.cpu.utilization` → `system_cpu_utilization`); labels are
+kept (names sanitised the same way). The collector reads the agent only through an `AgentView`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -23,12 +24,12 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from infrawatch import __version__
-from infrawatch.detect.base import Detector, SeriesState
-from infrawatch.logging import get_logger
-from infrawatch.model import Labels, SeriesKey, utf8_text
-from infrawatch.runtime.latest import Latest, LatestValues
-from infrawatch.runtime.queue import BatchQueue
-from infrawatch.runtime.stats import AgentStats
+from infrawatch.detect.base import SeriesState
+from infrawatch.logging import describe, get_logger
+from infrawatch.model import Labels, SeriesKey, make_labels, utf8_text
+from infrawatch.runtime.latest import Latest
+from infrawatch.runtime.stats import AgentStats, Histogram
+from infrawatch.web.view import ActiveAlert, AgentView
 
 log = get_logger("infrawatch.web.exposition")
 
@@ -75,64 +76,6 @@ def prom_labels(labels: Labels, reserved: Iterable[str] = ()) -> dict[str, str]:
     return out
 
 
-# -- the alerting hook -----------------------------------------------------------------------
-# The alerter is built by another issue. It may offer either method below; each is read
-# defensively (missing method → no metrics; attributes read with getattr), so /metrics works
-# with whatever alerter is installed.
-
-
-@dataclass(frozen=True, slots=True)
-class SinkCounters:
-    """Notification counts of one sink: sent and failed since start, pending in the outbox."""
-
-    sink: str
-    sent: int = 0
-    failed: int = 0
-    pending: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AlertView:
-    """One alert as /metrics shows it (like Prometheus' ALERTS): state is firing or pending."""
-
-    alertname: str
-    state: str
-    labels: Labels = ()
-
-
-class AlertingMetrics(Protocol):
-    """What an alerter implements to appear in /metrics (both optional, duck-typed)."""
-
-    def sink_counters(self) -> Iterable[SinkCounters]:
-        """Per-sink notification counters."""
-        ...
-
-    def alert_views(self) -> Iterable[AlertView]:
-        """Every active (firing or pending) alert."""
-        ...
-
-
-class AgentView(Protocol):
-    """The parts of the agent the collector reads."""
-
-    stats: AgentStats
-    queue: BatchQueue
-    latest: LatestValues
-
-    @property
-    def alerter(self) -> object:
-        """The alerter (may implement AlertingMetrics)."""
-        ...
-
-    def detectors(self) -> Sequence[Detector]:
-        """The detectors currently running."""
-        ...
-
-    def buffered_samples(self) -> int:
-        """Samples waiting for a database write."""
-        ...
-
-
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, labels=list(labels))
 
@@ -161,8 +104,8 @@ class AgentCollector(Collector):
     per series, so a scrape of an unchanged series set does no string work beyond formatting.
     """
 
-    def __init__(self, agent: AgentView, detector_states: str = "all") -> None:
-        self._agent = agent
+    def __init__(self, view: AgentView, detector_states: str = "all") -> None:
+        self._view = view
         self.detector_states = detector_states
         self._warned: set[str] = set()
         self._snap: _Snapshot | None = None
@@ -171,8 +114,11 @@ class AgentCollector(Collector):
 
     def snapshot(self) -> None:
         """Copy the agent's state for the next `collect` (call on the event loop)."""
+        self._snap = self._copy()
+
+    def _copy(self) -> _Snapshot:
         detectors = []
-        for detector in self._agent.detectors() if self.detector_states != "off" else ():
+        for detector in self._view.detectors() if self.detector_states != "off" else ():
             try:
                 states = detector.states().items()
                 if self.detector_states == "anomalous":
@@ -181,18 +127,17 @@ class AgentCollector(Collector):
                     detectors.append((detector.name, list(states)))
             except Exception as exc:
                 self._warn_once(f"detector:{detector.name}", exc)
-        self._snap = _Snapshot(
-            series=list(self._agent.latest.items()),
+        series = list(self._view.latest_values())
+        return _Snapshot(
+            series=series,
             detectors=detectors,
-            fixed=[*self._alerting(), *self._self_metrics()],
+            fixed=[*self._alerting(), *self._self_metrics(len(series))],
         )
 
     def collect(self) -> Iterable[Metric]:
         """Every metric family, from the last snapshot (taken now if there is none)."""
-        if self._snap is None:
-            self.snapshot()
-        snap, self._snap = self._snap, None
-        assert snap is not None
+        snap = self._snap if self._snap is not None else self._copy()
+        self._snap = None
         yield from self._series(snap.series)
         yield from self._detector_states(snap.detectors)
         yield from snap.fixed
@@ -270,46 +215,34 @@ class AgentCollector(Collector):
 
     # -- alerting ------------------------------------------------------------------------------
 
-    def _call(self, method: str) -> list[Any]:
-        fn = getattr(self._agent.alerter, method, None)
-        if not callable(fn):
-            return []
-        try:
-            return list(fn())
-        except Exception as exc:
-            self._warn_once(f"alerter:{method}", exc)
-            return []
-
     def _alerting(self) -> list[Metric]:
-        sent = _counter(
-            "infrawatch_alert_notifications_sent", "Notifications delivered per sink", ["sink"]
-        )
+        per = ["sink"]
+        sent = _counter("infrawatch_alert_notifications_sent", "Notifications delivered", per)
         failed = _counter(
             "infrawatch_alert_notifications_failed",
-            "Notifications given up on after retries per sink",
-            ["sink"],
+            "Notifications given up on (4xx answer, too many attempts, too old)",
+            per,
         )
         pending = _gauge(
-            "infrawatch_alert_notifications_pending",
-            "Notifications waiting in the outbox per sink",
-            ["sink"],
+            "infrawatch_alert_notifications_pending", "Notifications waiting in the outbox", per
         )
-        for sink in self._call("sink_counters"):
-            name = str(getattr(sink, "sink", "?"))
-            sent.add_metric([name], float(getattr(sink, "sent", 0)))
-            failed.add_metric([name], float(getattr(sink, "failed", 0)))
-            pending.add_metric([name], float(getattr(sink, "pending", 0)))
-        alerts = _gauge(
-            "infrawatch_alerts",
-            "Active alerts, like Prometheus' ALERTS: 1 per alert and state",
+        unrecorded = _gauge(
+            "infrawatch_alert_notifications_unrecorded",
+            "Notifications delivered or given up on whose outbox row is not yet updated",
+            per,
         )
-        for alert in self._call("alert_views"):
-            label_dict = {
-                "alertname": str(getattr(alert, "alertname", "?")),
-                "alertstate": str(getattr(alert, "state", "firing")),
-                **prom_labels(getattr(alert, "labels", ()), ("alertname", "alertstate")),
-            }
-            alerts.add_sample(alerts.name, label_dict, 1.0)
+        attempts = _counter(
+            "infrawatch_alert_delivery_attempts", "Delivery attempts, retries included", per
+        )
+        retries = _counter("infrawatch_alert_delivery_retries", "Delivery attempts retried", per)
+        rate_limited = _counter(
+            "infrawatch_alert_delivery_rate_limited", "Deliveries answered 429 (rate limited)", per
+        )
+        gone = _gauge(
+            "infrawatch_alert_sink_gone",
+            "1 once the receiver said the webhook no longer exists (delivery stopped)",
+            per,
+        )
         peer_up = _gauge(
             "infrawatch_alertmanager_peer_up",
             "1 while the Alertmanager HA peer accepts posts, 0 while it is down",
@@ -320,16 +253,95 @@ class AgentCollector(Collector):
             "Posts an Alertmanager HA peer did not accept",
             ["sink", "peer"],
         )
-        for sink_name, sink_stats in self._agent.stats.alert_sinks.items():
-            for peer, peer_stats in sink_stats.peers.items():
-                peer_up.add_metric([sink_name, peer], 0.0 if peer_stats.down else 1.0)
-                peer_failures.add_metric([sink_name, peer], float(peer_stats.failures))
-        return [sent, failed, pending, alerts, peer_up, peer_failures]
+        peer_outages = _counter(
+            "infrawatch_alertmanager_peer_outages",
+            "Times an Alertmanager HA peer went from up to down",
+            ["sink", "peer"],
+        )
+        for name, sink in sorted(self._view.stats.alert_sinks.items()):
+            sent.add_metric([name], sink.sent)
+            failed.add_metric([name], sink.failed)
+            pending.add_metric([name], sink.pending)
+            unrecorded.add_metric([name], sink.unrecorded)
+            attempts.add_metric([name], sink.attempts)
+            retries.add_metric([name], sink.retries)
+            rate_limited.add_metric([name], sink.rate_limited)
+            gone.add_metric([name], float(sink.gone))
+            for peer, peer_stats in sorted(sink.peers.items()):
+                peer_up.add_metric([name, peer], 0.0 if peer_stats.down else 1.0)
+                peer_failures.add_metric([name, peer], peer_stats.failures)
+                peer_outages.add_metric([name, peer], peer_stats.outages)
+        return [
+            *(sent, failed, pending, unrecorded, attempts, retries, rate_limited, gone),
+            *(peer_up, peer_failures, peer_outages),
+            self._alerts(self._view.active_alerts()),
+        ]
+
+    @staticmethod
+    def _alerts(active: Iterable[ActiveAlert]) -> Metric:
+        alerts = _gauge(
+            "infrawatch_alerts", "Active alerts, like Prometheus' ALERTS: 1 per alert and state"
+        )
+        for alert in active:
+            labels = alert.labels
+            own = make_labels({k: v for k, v in labels.items() if k != "alertname"})
+            label_dict = {
+                "alertname": utf8_text(labels.get("alertname", "")),
+                "alertstate": alert.state,
+                **prom_labels(own, ("alertname", "alertstate")),
+            }
+            alerts.add_sample(alerts.name, label_dict, 1.0)
+        return alerts
 
     # -- self-metrics --------------------------------------------------------------------------
 
-    def _self_metrics(self) -> Iterator[Metric]:
-        stats = self._agent.stats
+    def _self_metrics(self, series: int) -> Iterator[Metric]:
+        view = self._view
+        stats = view.stats
+        yield from self._producer_metrics(stats, view.producer_intervals())
+        depth = view.queue_depth()
+        yield GaugeMetricFamily(
+            "infrawatch_queue_batches", "Batches waiting in the queue", depth.batches
+        )
+        yield GaugeMetricFamily(
+            "infrawatch_queue_samples", "Samples waiting in the queue", depth.samples
+        )
+        yield GaugeMetricFamily(
+            "infrawatch_store_buffered_samples",
+            "Samples waiting for a database write after storage errors",
+            view.buffered_samples(),
+        )
+        yield CounterMetricFamily("infrawatch_batches", "Batches processed", stats.batches)
+        yield CounterMetricFamily("infrawatch_anomalies", "Anomaly state changes", stats.anomalies)
+        yield CounterMetricFamily(
+            "infrawatch_store_errors", "Failed database writes", stats.store_errors
+        )
+        yield _histogram(
+            "infrawatch_batch_duration_seconds",
+            "Seconds to detect, store and alert on one batch",
+            {(): stats.batch_latency},
+        )
+        yield GaugeMetricFamily("infrawatch_series", "Live series (shown above)", series)
+        yield CounterMetricFamily(
+            "infrawatch_series_expired",
+            "Series that stopped reporting and were dropped",
+            view.series_expired(),
+        )
+        yield CounterMetricFamily(
+            "infrawatch_config_reloads",
+            "Configuration reloads attempted (SIGHUP), valid or not",
+            view.reloads(),
+        )
+        ready = stats.store_open and stats.first_batch_stored
+        yield GaugeMetricFamily(
+            "infrawatch_ready", "1 once the store is open and a batch is stored", float(ready)
+        )
+        info = GaugeMetricFamily("infrawatch_build_info", "Agent version", labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
+
+    @staticmethod
+    def _producer_metrics(stats: AgentStats, intervals: Mapping[str, float]) -> Iterator[Metric]:
         per = ["producer"]
         collected = _counter("infrawatch_samples_collected", "Samples produced per producer", per)
         stored = _counter("infrawatch_samples_stored", "Samples persisted per producer", per)
@@ -343,6 +355,16 @@ class AgentCollector(Collector):
         missed = _counter(
             "infrawatch_producer_missed_ticks", "Ticks skipped because a collection overran", per
         )
+        overruns = _counter(
+            "infrawatch_producer_tick_overruns",
+            "Collections still running when their interval had passed",
+            per,
+        )
+        last_duration = _gauge(
+            "infrawatch_producer_last_tick_duration_seconds",
+            "How long the producer's last finished collection took",
+            per,
+        )
         last_success = _gauge(
             "infrawatch_producer_last_success_timestamp_seconds",
             "When the producer last collected successfully (epoch seconds)",
@@ -354,6 +376,7 @@ class AgentCollector(Collector):
         failing = _gauge(
             "infrawatch_producer_consecutive_failures", "Failed collections in a row", per
         )
+        durations: dict[tuple[str, ...], Histogram] = {}
         for name, p in sorted(stats.producers.items()):
             collected.add_metric([name], p.collected)
             stored.add_metric([name], p.stored)
@@ -361,66 +384,46 @@ class AgentCollector(Collector):
             errors.add_metric([name], p.errors)
             ticks.add_metric([name], p.ticks)
             missed.add_metric([name], p.missed_ticks)
-            interval.add_metric([name], p.interval)
+            overruns.add_metric([name], p.overruns)
             failing.add_metric([name], p.consecutive_failures)
             if p.last_success is not None:
                 last_success.add_metric([name], p.last_success)
+            if p.last_tick_seconds is not None:
+                last_duration.add_metric([name], p.last_tick_seconds)
+            durations[(name,)] = p.tick_duration
+        for name, seconds in sorted(intervals.items()):
+            interval.add_metric([name], seconds)
         dropped.add_metric(["", "store_buffer"], stats.store_dropped)
-        yield from (collected, stored, dropped, errors, ticks, missed, last_success, interval)
-        yield failing
-
-        queue = self._agent.queue
-        yield GaugeMetricFamily(
-            "infrawatch_queue_batches", "Batches waiting in the queue", queue.qsize()
-        )
-        yield GaugeMetricFamily(
-            "infrawatch_queue_samples", "Samples waiting in the queue", queue.pending_samples()
-        )
-        yield GaugeMetricFamily(
-            "infrawatch_store_buffered_samples",
-            "Samples waiting for a database write after storage errors",
-            self._agent.buffered_samples(),
-        )
-        yield CounterMetricFamily("infrawatch_batches", "Batches processed", stats.batches)
-        yield CounterMetricFamily("infrawatch_anomalies", "Anomaly state changes", stats.anomalies)
-        yield CounterMetricFamily(
-            "infrawatch_store_errors", "Failed database writes", stats.store_errors
-        )
-        yield self._latency(stats)
-        yield GaugeMetricFamily(
-            "infrawatch_series", "Live series (shown above)", len(self._agent.latest)
-        )
-        yield CounterMetricFamily(
-            "infrawatch_series_expired",
-            "Series that stopped reporting and were dropped",
-            self._agent.latest.expired,
-        )
-        ready = stats.store_open and stats.first_batch_stored
-        yield GaugeMetricFamily(
-            "infrawatch_ready", "1 once the store is open and a batch is stored", float(ready)
-        )
-        info = GaugeMetricFamily("infrawatch_build_info", "Agent version", labels=["version"])
-        info.add_metric([__version__], 1.0)
-        yield info
-
-    @staticmethod
-    def _latency(stats: AgentStats) -> HistogramMetricFamily:
-        hist = stats.batch_latency
-        buckets: list[tuple[str, float]] = []
-        cumulative = 0
-        for bound, count in zip(hist.buckets, hist.counts, strict=False):
-            cumulative += count
-            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
-        buckets.append(("+Inf", hist.count))
-        return HistogramMetricFamily(
-            "infrawatch_batch_duration_seconds",
-            "Seconds to detect, store and alert on one batch",
-            buckets=buckets,
-            sum_value=hist.total,
+        yield from (collected, stored, dropped, errors, ticks, missed, overruns, last_duration)
+        yield from (last_success, interval, failing)
+        yield _histogram(
+            "infrawatch_producer_tick_duration_seconds",
+            "Seconds one collection took, per producer",
+            durations,
+            per,
         )
 
     def _warn_once(self, what: str, exc: Exception) -> None:
         # A broken source must not break the scrape; say so once, not on every scrape.
         if what not in self._warned:
             self._warned.add(what)
-            log.error("metrics.source_failed", source=what, error=f"{type(exc).__name__}: {exc}")
+            log.error("metrics.source_failed", source=what, error=describe(exc))
+
+
+def _histogram(
+    name: str,
+    doc: str,
+    histograms: Mapping[tuple[str, ...], Histogram],
+    labels: Sequence[str] = (),
+) -> HistogramMetricFamily:
+    # The stats keep per-bucket counts; the exposition wants them cumulative.
+    family = HistogramMetricFamily(name, doc, labels=list(labels))
+    for label_values, hist in histograms.items():
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(hist.buckets, hist.counts, strict=False):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+        buckets.append(("+Inf", hist.count))
+        family.add_metric(list(label_values), buckets, hist.total)
+    return family

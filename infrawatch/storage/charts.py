@@ -1,0 +1,223 @@
+"""Reads for the status page: charts with min and max kept, and many series' sparklines at once.
+
+Part of the one read path (`read.py`): the same series lookup, rollup planning and bucket SQL as
+`infrawatch query`, plus what a page needs that a terminal doesn't — a resolution chosen from
+the range, and batched reads for thousands of series (one query, not one per series).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from infrawatch.storage.read import (
+    AGGREGATES,
+    SeriesRef,
+    find_series,
+    has_table,
+    pending_span,
+    raw_points,
+    step_buckets,
+)
+from infrawatch.storage.rollup import HOUR, MINUTE, Pending, ceil_to, floor_to, plan
+
+Resolution = Literal["raw", "1m", "1h"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChartSeries:
+    """One series for a chart: bucket starts (or sample times) with mean, min and max."""
+
+    series: SeriesRef
+    ts: list[float]
+    mean: list[float]
+    min: list[float]
+    max: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """Every series of a metric over a range, at most `points` per series.
+
+    `step` is the bucket width in seconds, or None when the raw samples fit as they are.
+    """
+
+    resolution: Resolution
+    step: int | None
+    series: list[ChartSeries]
+
+
+_LEVELS: tuple[tuple[Resolution, str, int], ...] = (
+    ("raw", "samples", 1),
+    ("1m", "rollup_1m", MINUTE),
+    ("1h", "rollup_1h", HOUR),
+)
+
+
+def _oldest(conn: sqlite3.Connection, table: str, ids: list[int]) -> float | None:
+    """The oldest row of any of `ids` in `table` (one primary-key seek per series)."""
+    if not has_table(conn, table):
+        return None
+    sql = (
+        f"SELECT min((SELECT min(ts) FROM {table} WHERE series_id = j.value))"  # noqa: S608 - fixed names
+        " FROM json_each(?) AS j"
+    )
+    row = conn.execute(sql, (json.dumps(ids),)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def chart_resolution(
+    conn: sqlite3.Connection, ids: list[int], since: float, until: float, points: int
+) -> tuple[Resolution, int]:
+    """The coarsest level whose rows are no wider than the range / `points`, and a step.
+
+    A level whose data don't reach back to `since` (raw retention is shorter than the rollups')
+    gives way to a coarser one that reaches further back. The step is a multiple of the level's
+    width with at most `points` step-aligned buckets over the range.
+    """
+    needed = (until - since) / points
+    level = 0 if needed < MINUTE else 1 if needed < HOUR else 2
+    while level < len(_LEVELS) - 1:
+        here = _oldest(conn, _LEVELS[level][1], ids)
+        if here is not None and here <= since:
+            break
+        coarser = _oldest(conn, _LEVELS[level + 1][1], ids)
+        if coarser is None or (here is not None and coarser >= here):
+            break
+        level += 1
+    name, _, width = _LEVELS[level]
+    step = width * max(1, math.ceil(needed / width))
+    while (ceil_to(until, step) - floor_to(since, step)) / step > points:
+        step += width
+    return name, step
+
+
+def chart(
+    conn: sqlite3.Connection,
+    metric: str,
+    *,
+    labels: dict[str, str] | None = None,
+    since: float,
+    until: float,
+    points: int,
+    step: int | None = None,
+) -> Chart:
+    """Each series of `metric` over [since, until) with min and max kept per bucket.
+
+    Without `step`, the resolution follows the range (`chart_resolution`); raw samples that fit
+    in `points` come as they are. Buckets start at multiples of the step, so the first may start
+    before `since`.
+    """
+    refs = find_series(conn, metric, labels or {})
+    ids = [r.id for r in refs]
+    resolution: Resolution
+    if step is None:
+        resolution, step = chart_resolution(conn, ids, since, until, points)
+        if resolution == "raw" and _max_raw_count(conn, ids, since, until) <= points:
+            out = []
+            for ref in refs:
+                rows = raw_points(conn, ref.id, since, until)
+                values = [v for _, v in rows]
+                out.append(ChartSeries(ref, [t for t, _ in rows], values, values, values))
+            return Chart("raw", None, out)
+    else:
+        resolution = "1h" if step % HOUR == 0 else "1m" if step % MINUTE == 0 else "raw"
+    start, end = floor_to(since, step), ceil_to(until, step)
+    pending = pending_span(conn)
+    out = []
+    for ref in refs:
+        found = step_buckets(conn, ref.id, start, end, step, pending)
+        out.append(
+            ChartSeries(
+                ref,
+                [b.ts for b in found],
+                [b.mean for b in found],
+                [b.min for b in found],
+                [b.max for b in found],
+            )
+        )
+    return Chart(resolution, step, out)
+
+
+def _max_raw_count(conn: sqlite3.Connection, ids: list[int], since: float, until: float) -> int:
+    sql = (
+        "SELECT max((SELECT count(*) FROM samples WHERE series_id = j.value AND ts >= ?"
+        " AND ts < ?)) FROM json_each(?) AS j"
+    )
+    row = conn.execute(sql, (since, until, json.dumps(ids))).fetchone()
+    return int(row[0] or 0)
+
+
+# -- the series list: sparklines and last values for many series at once -------------------
+
+
+def _spark_sql(table: str) -> str:
+    count, total, _, lo, hi, _ = AGGREGATES[table]
+    return (
+        f"SELECT series_id, CAST(ts / ?1 AS INTEGER) * ?1 AS b, {count}, {total}, {lo}, {hi}"  # noqa: S608 - fixed names
+        f" FROM {table} WHERE series_id IN (SELECT value FROM json_each(?2))"
+        " AND ts >= ?3 AND ts < ?4 GROUP BY series_id, b"
+    )
+
+
+def sparklines(
+    conn: sqlite3.Connection, ids: Sequence[int], *, until: float, step: int, cells: int
+) -> dict[int, list[float | None]]:
+    """`cells` values per series for the `cells` × `step` seconds up to `until` (None: no data).
+
+    One query per source table for all series. Each cell shows the bucket's extreme farthest
+    from the series' mean over the whole span (its max, or its min for a dip), so a one-sample
+    spike shows where a mean would flatten it.
+    """
+    end = ceil_to(until, step)
+    start = end - cells * step
+    pending = pending_span(conn)
+    merged: dict[tuple[int, float], list[float]] = {}  # (id, bucket) → [count, sum, min, max]
+    args = json.dumps(list(ids))
+    for tier in plan(start, end, step, pending if pending is not None else Pending(0.0, 0.0)):
+        for sid, b, n, total, lo, hi in conn.execute(
+            _spark_sql(tier.source), (step, args, tier.start, tier.end)
+        ):
+            cell = merged.get((sid, b))
+            if cell is None:
+                merged[(sid, b)] = [n, total, lo, hi]
+            else:
+                cell[0] += n
+                cell[1] += total
+                cell[2] = min(cell[2], lo)
+                cell[3] = max(cell[3], hi)
+    per_series: dict[int, dict[float, list[float]]] = {}
+    for (sid, b), cell in merged.items():
+        per_series.setdefault(sid, {})[b] = cell
+    out: dict[int, list[float | None]] = {}
+    for sid in ids:
+        found = per_series.get(sid, {})
+        count = sum(c[0] for c in found.values())
+        mean = sum(c[1] for c in found.values()) / count if count else 0.0
+        row: list[float | None] = []
+        for i in range(cells):
+            cell = found.get(start + i * step)
+            if cell is None:
+                row.append(None)
+            else:
+                lo, hi = cell[2], cell[3]
+                row.append(hi if abs(hi - mean) >= abs(mean - lo) else lo)
+        out[sid] = row
+    return out
+
+
+def last_stored(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """The newest stored sample (ts, value) of each of `ids` that has one (one query)."""
+    sql = (
+        "SELECT j.value, s.ts, s.value FROM json_each(?) AS j JOIN samples AS s"
+        " ON s.series_id = j.value"
+        " AND s.ts = (SELECT max(ts) FROM samples WHERE series_id = j.value)"
+    )
+    return {
+        int(sid): (float(ts), float(v))
+        for sid, ts, v in conn.execute(sql, (json.dumps(list(ids)),))
+    }
