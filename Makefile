@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format docs bench clean test-deps
+.PHONY: run test lint format docs bench clean test-deps vendor-uplot
 
 # pip's output goes to a log that is shown only when the install fails.
 PIP_INSTALL = $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
@@ -58,6 +58,18 @@ docs: $(DEV_STAMP)
 
 bench: $(DEV_STAMP) test-deps .venv-glances/bin/glances
 	$(BIN)/python bench/overhead.py --glances .venv-glances/bin/glances
+
+# uPlot is vendored into the package (the page has no build step and no CDN). This refreshes it
+# from the npm registry: `make vendor-uplot UPLOT_VERSION=1.6.33` (default: the vendored version).
+UPLOT_DIR := infrawatch/web/static/vendor
+UPLOT_VERSION ?= $(shell cat $(UPLOT_DIR)/VERSION)
+vendor-uplot:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent "uplot@$(UPLOT_VERSION)" > /dev/null && tar -xzf uplot-*.tgz) && \
+	cp "$$tmp/package/dist/uPlot.esm.js" "$$tmp/package/dist/uPlot.min.css" \
+		"$$tmp/package/LICENSE" $(UPLOT_DIR)/ && \
+	node -p 'require(process.argv[1]).version' "$$tmp/package/package.json" > $(UPLOT_DIR)/VERSION && \
+	echo "vendored uPlot $$(cat $(UPLOT_DIR)/VERSION) into $(UPLOT_DIR)"
 
 clean:
 	rm -rf $(VENV) .venv-glances build *.egg-info .pytest_cache .mypy_cache .ruff_cache

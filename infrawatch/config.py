@@ -2,31 +2,40 @@
 
 Precedence, highest first: command-line overrides > environment (`INFRAWATCH_HOST__INTERVAL`) >
 TOML file (`--config`, `INFRAWATCH_CONFIG`, or the platform config dir) > embedded defaults.
+
+Every problem, from whichever source, becomes one line of a ConfigError (the CLI exits 2 on it,
+a SIGHUP reload rejects the file): values of the wrong TOML type, non-finite numbers, malformed
+JSON in a variable, and values nested too deeply for the parsers alike.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.collectors.aws_config import CloudConfig
 from infrawatch.detect.config import AnalysisConfig
-from infrawatch.units import Seconds, is_duration
+from infrawatch.units import ConfigModel, FsPath, Seconds, is_duration
 
 APP_NAME = "infrawatch"
 ENV_PREFIX = "INFRAWATCH_"
@@ -50,11 +59,7 @@ HOST_METRIC_GROUPS: tuple[HostMetricGroup, ...] = (
 )
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class AgentConfig(_Section):
+class AgentConfig(ConfigModel):
     """`[agent]`: queue and lifecycle."""
 
     queue_size: int = Field(1000, gt=0, description="batches the producer queue holds")
@@ -63,7 +68,7 @@ class AgentConfig(_Section):
     max_batch_samples: int = Field(10_000, gt=0)
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(ConfigModel):
     """`[logging]`: level and renderer."""
 
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
@@ -83,10 +88,10 @@ def default_state_dir() -> Path:
     return platformdirs.user_state_path(APP_NAME)
 
 
-class StorageConfig(_Section):
+class StorageConfig(ConfigModel):
     """`[storage]`: the SQLite database and how long it keeps what."""
 
-    path: Path = Field(default_factory=lambda: default_state_dir() / "infrawatch.db")
+    path: FsPath = Field(default_factory=lambda: default_state_dir() / "infrawatch.db")
     retention: Seconds = 7 * 86400.0
     rollup_1m_retention: Seconds = 30 * 86400.0
     rollup_1h_retention: Seconds = 400 * 86400.0
@@ -94,7 +99,7 @@ class StorageConfig(_Section):
     maintenance_interval: Seconds = 60.0
 
 
-class HostConfig(_Section):
+class HostConfig(ConfigModel):
     """`[host]`: the psutil producer."""
 
     enabled: bool = True
@@ -103,9 +108,9 @@ class HostConfig(_Section):
     per_cpu: bool = True
     top_processes: int = Field(5, ge=0)
     process_interval: Seconds = 30.0
-    procfs_path: Path = Path("/proc")
-    rootfs_path: Path = Path("/")
-    cgroup_path: Path = Path("/sys/fs/cgroup")
+    procfs_path: FsPath = Path("/proc")
+    rootfs_path: FsPath = Path("/")
+    cgroup_path: FsPath = Path("/sys/fs/cgroup")
     container: Literal["auto", "on", "off"] = "auto"
     exclude_fs_types: list[str] = Field(
         default_factory=lambda: [
@@ -143,7 +148,7 @@ class HostConfig(_Section):
     )
 
 
-class HttpConfig(_Section):
+class HttpConfig(ConfigModel):
     """`[http]`: the /metrics, /healthz and /readyz server."""
 
     enabled: bool = True
@@ -179,6 +184,10 @@ class Settings(BaseSettings):
         extra="forbid",
         validate_default=True,
         case_sensitive=False,
+        # As in every section (units.ConfigModel). With strict on, pydantic-settings parses
+        # environment text ("50", "true") into the field's type before validating it.
+        strict=True,
+        allow_inf_nan=False,
     )
 
     agent: AgentConfig = AgentConfig()
@@ -247,18 +256,70 @@ def resolve_config_path(explicit: str | Path | None) -> Path | None:
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; raise ConfigError with a one-line reason if it can't be read."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        text = path.read_bytes().decode()
+        return tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such config file"]) from None
     except IsADirectoryError:
         raise ConfigError([f"{path}: is a directory, not a config file"]) from None
     except PermissionError:
         raise ConfigError([f"{path}: permission denied"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    except RecursionError:
+        # tomllib recurses once per level of nesting and gives up at Python's recursion limit.
+        site = _deepest_value(text)
+        raise ConfigError([f"{path}: invalid TOML: {site}: values nested too deeply"]) from None
+
+
+def _deepest_value(text: str) -> str:
+    """Where the most deeply nested array or inline table of a TOML text is: "table.key (line N)".
+
+    A scan, not a parse: strings and comments are skipped, brackets counted. It serves the
+    error message for a file the parser could not handle, so approximate is good enough.
+    """
+    table = key = deepest = ""
+    depth = most = 0
+    line = key_line = 1
+    i = 0
+    while i < len(text):
+        char = text[i]
+        line_start = text.rfind("\n", 0, i) + 1
+        if char == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        if char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, i) else char
+            end = i + len(quote)
+            while end < len(text) and not text.startswith(quote, end):
+                end += 2 if char == '"' and text[end] == "\\" else 1
+            line += text.count("\n", i, end)
+            i = end + len(quote)
+            continue
+        if char == "\n":
+            line += 1
+        elif depth == 0 and char == "[" and not text[line_start:i].strip():
+            end = text.find("\n", i)
+            end = len(text) if end < 0 else end
+            table = text[i:end].partition("#")[0].strip().strip("[]").strip()
+            i = end
+            continue
+        elif depth == 0 and char == "=":
+            key, key_line = text[line_start:i].strip(), line
+        elif char in "[{":
+            depth += 1
+            if depth > most:
+                most = depth
+                deepest = f"{f'{table}.' if table else ''}{key} (line {key_line})"
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest or "a value"
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:
@@ -272,7 +333,60 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def env_variables() -> dict[tuple[str, ...], str]:
+    """`INFRAWATCH_*` variables by the config path they set (lower-cased, split on `__`)."""
+    found = {}
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper != CONFIG_ENV:
+            found[tuple(name[len(ENV_PREFIX) :].lower().split("__"))] = name
+    return found
+
+
+def _touches(data: Mapping[str, Any], path: Sequence[int | str]) -> bool:
+    """Whether `data` sets the value at `path`: there, at an enclosing key, or inside it."""
+    node: Any = data
+    for part in path:
+        if not isinstance(node, Mapping):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _overlaps(a: Sequence[int | str], b: Sequence[int | str]) -> bool:
+    n = min(len(a), len(b))
+    return tuple(a[:n]) == tuple(b[:n])
+
+
+def _source(
+    loc: Sequence[int | str],
+    overrides: Mapping[str, Any],
+    env: Mapping[tuple[str, ...], str],
+    file_data: Mapping[str, Any],
+) -> tuple[str, list[str]]:
+    """Where the value at `loc` comes from: (flag|env|file|default, the variables' names)."""
+    # Flags and the file are nested tables: a leaf came from them only if its own key is there
+    # (a `[host]` table with one key does not set the section's other keys).
+    if _touches(overrides, loc):
+        return "flag", []
+    # An env variable may name a whole section as JSON (INFRAWATCH_HOST='{…}') or a key inside
+    # a dict-valued leaf (INFRAWATCH_X__MAP__KEY): both count for this leaf.
+    names = sorted(name for path, name in env.items() if _overlaps(path, loc))
+    if names:
+        return "env", names
+    if _touches(file_data, loc):
+        return "file", []
+    return "default", []
+
+
+def _problems(
+    exc: ValidationError,
+    overrides: Mapping[str, Any],
+    env: Mapping[tuple[str, ...], str],
+    file_data: Mapping[str, Any],
+) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         # Drop validator-chain names pydantic puts in locations ("function-after[...]").
@@ -280,8 +394,112 @@ def _problems(exc: ValidationError) -> list[str]:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{format_location(loc)}: {message}")
+        # The file is the usual source and needs no label; a flag or a variable does, or the
+        # reader looks for the value in the file. Messages never quote a value.
+        origin, names = _source(loc, overrides, env, file_data)
+        label = {"flag": " (from --set)", "env": f" (from {', '.join(names)})"}.get(origin, "")
+        lines.append(f"{format_location(loc)}{label}: {message}")
     return lines
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`annotation` without `Annotated[…]` metadata and without `| None`."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _annotations_along(path: Sequence[str]) -> list[Any]:
+    """The annotation of each setting `path` leads through, as far as it names settings."""
+    found: list[Any] = []
+    annotation: Any = Settings
+    for key in path:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = annotation.model_fields.items()
+            match = [f for n, f in fields if key.lower() in (n.lower(), (f.alias or n).lower())]
+            if not match:
+                break
+            annotation = match[0].annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            break
+        found.append(annotation)
+    return found
+
+
+def _is_text(annotation: Any) -> bool:
+    """Whether a setting of this annotation is written as a TOML string (a name, a path …)."""
+    annotation = _unwrap(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return all(isinstance(v, str) for v in typing.get_args(annotation))
+    return annotation in (str, Path, SecretStr)
+
+
+def _is_json(annotation: Any) -> bool:
+    """Whether pydantic-settings reads a variable for this setting as JSON (and fails if not)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return False  # a union may also be plain text: pydantic-settings tolerates bad JSON
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return typing.get_origin(annotation) in (list, dict, set, frozenset, tuple)
+
+
+def _env_problems(env: Mapping[tuple[str, ...], str]) -> list[str]:
+    """One line per variable whose value should be JSON and is not (never quoting the value)."""
+    problems = []
+    for path, name in sorted(env.items()):
+        along = _annotations_along(path)
+        if len(along) != len(path):
+            continue  # not a setting: validation reports it, or pydantic-settings ignores it
+        if len(along) > 1 and typing.get_origin(_unwrap(along[-2])) is dict:
+            continue  # an entry of a table setting: text is tolerated, validation judges it
+        if not _is_json(along[-1]):
+            continue
+        where = ".".join(path)
+        try:
+            json.loads(os.environ[name])
+        except json.JSONDecodeError as exc:
+            problems.append(f"{name}: invalid JSON for {where}: {exc}")
+        except RecursionError:
+            problems.append(f"{name}: invalid JSON for {where}: nested too deeply")
+    return problems
+
+
+def override_value(path: Sequence[str], text: str) -> Any:
+    """The value of `--set PATH=TEXT`: a TOML literal, else the text itself.
+
+    Text is taken as typed where the setting is text (`--set storage.path=2024` is a path, not
+    a number), and parsed as an environment variable's would be where the setting is a
+    boolean or a number and the text is no TOML literal (`--set host.enabled=yes`).
+    """
+    along = _annotations_along(path)
+    setting = _unwrap(along[-1]) if len(along) == len(path) else None
+    try:
+        parsed = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        parsed = {}
+    except RecursionError:
+        raise ConfigError([f"{'.'.join(path)} (from --set): value nested too deeply"]) from None
+    if list(parsed) != ["v"]:  # no literal, or not one ("1\nx = 2")
+        if setting in (bool, int, float):
+            with contextlib.suppress(ValidationError):
+                return TypeAdapter(setting).validate_python(text)
+        return text
+    value = parsed["v"]
+    if _is_text(setting) and not isinstance(value, str | list | dict):
+        return text
+    return value
 
 
 def load(
@@ -290,33 +508,24 @@ def load(
     """Build the effective configuration; raise ConfigError listing every problem."""
     path = resolve_config_path(config_path)
     file_data = read_toml(path) if path is not None else {}
+    flags = dict(overrides or {})
+    env = env_variables()
+    problems = _env_problems(env)
+    if problems:
+        raise ConfigError(problems)
     token = _FILE_DATA.set(file_data)
     try:
-        settings = Settings(**dict(overrides or {}))
+        settings = Settings(**flags)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
+        raise ConfigError(_problems(exc, flags, env, file_data)) from None
+    except SettingsError as exc:
+        # _env_problems catches what pydantic-settings rejects; this is the backstop.
+        raise ConfigError([f"environment: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(["configuration: a value is nested too deeply"]) from None
     finally:
         _FILE_DATA.reset(token)
-    return LoadedConfig(settings, path, file_data, dict(overrides or {}))
-
-
-def env_paths() -> set[tuple[str, ...]]:
-    """The config paths set through `INFRAWATCH_*` variables (lower-cased, split on `__`)."""
-    paths = set()
-    for name in os.environ:
-        upper = name.upper()
-        if upper.startswith(ENV_PREFIX) and upper != CONFIG_ENV:
-            paths.add(tuple(name[len(ENV_PREFIX) :].lower().split("__")))
-    return paths
-
-
-def _has_path(data: Mapping[str, Any], path: tuple[str, ...]) -> bool:
-    node: Any = data
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return LoadedConfig(settings, path, file_data, flags)
 
 
 def masked_value(value: Any) -> Any:
@@ -340,20 +549,7 @@ def masked_value(value: Any) -> Any:
 
 def effective_items(loaded: LoadedConfig) -> Iterator[tuple[str, Any, str]]:
     """Yield (toml path, masked value, origin) for every leaf; origin is flag|env|file|default."""
-    from_env = env_paths()
-
-    def origin(path: tuple[str, ...]) -> str:
-        # Flags and the file are nested tables: a leaf came from them only if its own key is
-        # there (a `[host]` table with one key does not set the section's other keys).
-        if _has_path(loaded.overrides, path):
-            return "flag"
-        # An env variable may name a whole section as JSON (INFRAWATCH_HOST='{…}') or a key
-        # inside a dict-valued leaf (INFRAWATCH_X__MAP__KEY): both count for this leaf.
-        if any(p == path[: len(p)] or path == p[: len(path)] for p in from_env):
-            return "env"
-        if _has_path(loaded.file_data, path):
-            return "file"
-        return "default"
+    env = env_variables()
 
     def walk(model: BaseModel, prefix: tuple[str, ...]) -> Iterator[tuple[str, Any, str]]:
         for name, field in type(model).model_fields.items():
@@ -362,7 +558,8 @@ def effective_items(loaded: LoadedConfig) -> Iterator[tuple[str, Any, str]]:
             if isinstance(value, BaseModel):
                 yield from walk(value, path)
             else:
-                yield ".".join(path), masked_value(value), origin(path)
+                origin, _ = _source(path, loaded.overrides, env, loaded.file_data)
+                yield ".".join(path), masked_value(value), origin
 
     yield from walk(loaded.settings, ())
 
@@ -380,21 +577,8 @@ def duration_paths(model: BaseModel, prefix: str = "") -> set[str]:
     return paths
 
 
-def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data with every secret masked."""
-    result: dict[str, Any] = masked_value(settings)
-    return result
-
-
 def example_config_text() -> str:
     """The documented example configuration that `init` writes."""
     from importlib.resources import files
 
     return files("infrawatch").joinpath("example.toml").read_text(encoding="utf-8")
-
-
-def override_value(path: Any, text: str) -> Any:  # TEMP stub: the old _parse_override behaviour
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text

@@ -6,6 +6,11 @@ import os
 
 import pytest
 
+# Defined here once, not imported per module, so the whole run shares one server.
+from tests.support_moto import moto_session
+
+__all__ = ["moto_session"]  # a fixture, used by name
+
 
 @pytest.fixture(autouse=True)
 def _clean_infrawatch_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,7 @@
 """A moto server on loopback for the cloud tests, fake credentials, and botocore hooks.
 
-`moto_server` starts one `moto_server -H 127.0.0.1 -p <free port>` per test module and stops it;
+`moto_session` starts one `moto_server -H 127.0.0.1 -p <free port>` per test run (tests/conftest.py
+makes it visible to every module) and stops it at the end; `moto_server` hands it to a module;
 `moto` resets its state before each test and points the AWS environment at fake credentials
 (`testing`) with instance-metadata lookups and the user's ~/.aws files disabled.
 """
@@ -89,14 +90,21 @@ def stop_moto(server: MotoServer) -> None:
         server.proc.wait()
 
 
-@pytest.fixture(scope="module")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """One moto server per test module."""
+@pytest.fixture(scope="session")
+def moto_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto server for the whole run: starting and stopping one per module cost seconds
+    each, and `moto` resets it before every test anyway."""
     server = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
     try:
         yield server
     finally:
         stop_moto(server)
+
+
+@pytest.fixture(scope="module")
+def moto_server(moto_session: MotoServer) -> MotoServer:
+    """The run's moto server (the cloud modules import this name)."""
+    return moto_session
 
 
 def no_aws_env(tmp: Path) -> dict[str, str]:

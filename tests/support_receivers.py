@@ -113,6 +113,10 @@ class Receiver:
         """Requests answered with 2xx."""
         return [r for r in self.requests if 200 <= r.status < 300]
 
+    def accepted_ids(self) -> list[str]:
+        """webhook-id of every accepted delivery, in arrival order (repeats kept)."""
+        return [r.headers["webhook-id"] for r in self.accepted()]
+
     async def wait_until(self, predicate: Callable[[Receiver], bool]) -> None:
         """Wait until `predicate(self)` holds (re-checked after every request)."""
         async with self._changed:
@@ -286,10 +290,6 @@ class SignedWebhookReceiver(Receiver):
             self.bad_signatures += 1
             return 401, {"error": "bad signature"}, {}
         return 204, None, {}
-
-    def accepted_ids(self) -> list[str]:
-        """webhook-id of every accepted delivery, in arrival order (repeats kept)."""
-        return [r.headers["webhook-id"] for r in self.accepted()]
 
 
 # -- a receiver that is down, then back -------------------------------------------------------

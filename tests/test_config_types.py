@@ -160,6 +160,8 @@ def test_set_values_are_toml_literals_or_text() -> None:
     assert override_value(["host", "interval"], "30s") == "30s"
     assert override_value(["host", "interval"], "1.5") == 1.5
     assert override_value(["host", "enabled"], "false") is False
+    assert override_value(["host", "enabled"], "yes") is True  # as INFRAWATCH_HOST__ENABLED=yes
+    assert override_value(["agent", "queue_size"], "lots") == "lots"  # validation says why
     assert override_value(["host", "metrics"], '["cpu", "load"]') == ["cpu", "load"]
     # Where the setting is text, what was typed is the text, even if it looks like a number.
     assert override_value(["storage", "path"], "42") == "42"

@@ -81,6 +81,7 @@ async def test_metrics_exposes_series_self_metrics_and_process(tmp_path: Path) -
         == 0
     )
     assert _value(families, "infrawatch_collector_errors_total", producer="test") == 0
+    assert _value(families, "infrawatch_producer_interval_seconds", producer="test") == 0.05
     assert (
         _value(families, "infrawatch_producer_last_success_timestamp_seconds", producer="test")
         > 1e9

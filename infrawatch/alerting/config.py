@@ -6,19 +6,34 @@ import base64
 import binascii
 import socket
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from infrawatch.alerting.matchers import parse_matcher
-from infrawatch.units import Seconds, SecondsOrZero
+from infrawatch.units import ConfigModel, Seconds, SecondsOrZero
 
 SinkType = Literal["discord", "slack", "webhook", "alertmanager", "log"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+def _time_or_text(value: object) -> object:
+    # Lax datetime parsing would also take a number as a Unix time; TOML has a datetime type.
+    if isinstance(value, datetime | str):
+        return value
+    raise ValueError("expected a date and time, e.g. 2026-01-01T00:00:00Z")
+
+
+# A TOML datetime, or RFC 3339 text (JSON in an environment variable has no datetime type).
+Time = Annotated[datetime, BeforeValidator(_time_or_text), Strict(False)]
 
 
 def _check_matchers(value: list[str]) -> list[str]:
@@ -27,7 +42,7 @@ def _check_matchers(value: list[str]) -> list[str]:
     return value
 
 
-class SinkConfig(_Section):
+class SinkConfig(ConfigModel):
     """One `[[alerting.sinks]]` entry: where notifications go."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -78,7 +93,7 @@ class SinkConfig(_Section):
         return self
 
 
-class RouteConfig(_Section):
+class RouteConfig(ConfigModel):
     """One `[[alerting.routes]]` entry: alerts matching `matchers` go to `sinks`."""
 
     name: str = ""
@@ -92,17 +107,17 @@ class RouteConfig(_Section):
     # Like Alertmanager: keep looking at later routes after this one matched.
     continue_: bool = Field(False, alias="continue")
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     _matchers = field_validator("matchers")(_check_matchers)
 
 
-class SilenceConfig(_Section):
+class SilenceConfig(ConfigModel):
     """One `[[alerting.silences]]` entry: matching alerts are not notified between the times."""
 
     matchers: list[str] = Field(min_length=1)
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Time | None = None
+    ends_at: Time | None = None
     comment: str = ""
 
     _matchers = field_validator("matchers")(_check_matchers)
@@ -115,7 +130,7 @@ class SilenceConfig(_Section):
         return value
 
 
-class FlapConfig(_Section):
+class FlapConfig(ConfigModel):
     """`[alerting.flap]`: hold alerts that keep flipping state as "flapping"."""
 
     enabled: bool = True
@@ -124,7 +139,7 @@ class FlapConfig(_Section):
     settle: Seconds = 600.0
 
 
-class RetryConfig(_Section):
+class RetryConfig(ConfigModel):
     """`[alerting.retry]`: how sink workers retry failed deliveries."""
 
     initial_delay: Seconds = 1.0
@@ -134,7 +149,7 @@ class RetryConfig(_Section):
     max_age: Seconds = 86400.0
 
 
-class AlertingConfig(_Section):
+class AlertingConfig(ConfigModel):
     """Alerting configuration (timers mean what they mean in Alertmanager)."""
 
     group_by: list[str] = Field(default_factory=lambda: ["alertname"])

@@ -1,7 +1,11 @@
-"""Per-sink delivery workers: strictly in order, exponential backoff with jitter, give-up rules.
+"""Per-sink delivery workers: strictly in order, paced by the sink's health, give-up rules.
 
-One request in flight per sink, oldest first: a dead receiver sees one attempt per backoff
-step, not a storm, and a resolve never overtakes its firing message.
+One request in flight per sink, oldest first: a resolve never overtakes its firing message.
+While a receiver fails, the sink is *probed* with its oldest notification on a backoff capped
+at `PROBE_MAX_DELAY` (a dead receiver sees one request per step, not a storm); the first answer
+makes the sink healthy and the rest of the queue goes out at once, in order. How long one
+notification keeps being tried is its own business (`max_attempts`, `max_age`); it no longer
+decides when the sink is tried, so notifications never wait behind one old item's long timer.
 
 Recording an outcome in the outbox can fail (database locked, disk full) after the receiver
 already answered. Such outcomes are kept in memory and written when the database accepts
@@ -23,12 +27,15 @@ from typing import Literal
 from infrawatch.alerting.config import RetryConfig
 from infrawatch.alerting.outbox import Outbox, OutboxItem
 from infrawatch.alerting.sinks.base import DeliveryResult, Sink
-from infrawatch.logging import get_logger
+from infrawatch.logging import at_doubling, describe, get_logger
 from infrawatch.runtime.stats import SinkStats
 
 log = get_logger("infrawatch.alerting")
 
 OUTBOX_ERROR_PAUSE = 1.0  # seconds between attempts to write outcomes the outbox refused
+# Seconds: the longest wait between two probes of a failing sink (max_delay if lower). With
+# jitter a receiver that comes back is noticed within this, whatever the outage's length.
+PROBE_MAX_DELAY = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +48,23 @@ class _Outcome:
     error: str | None
 
 
-def backoff_delay(failures: int, cfg: RetryConfig, rng: random.Random) -> float:
+def backoff_delay(
+    failures: int, cfg: RetryConfig, rng: random.Random, cap: float | None = None
+) -> float:
     """Seconds before the next attempt after `failures` failed ones ("equal jitter").
 
-    A uniform draw from [d/2, d] with d = initial × multiplier^(failures-1) capped at max_delay:
-    never zero, and (while below the cap) never shorter than the previous step's upper half.
+    A uniform draw from [d/2, d] with d = initial × multiplier^(failures-1) capped at `cap`
+    seconds (default max_delay): never zero, and (while below the cap) never shorter than the
+    previous step's upper half.
     """
-    ceiling = min(cfg.max_delay, cfg.initial_delay * cfg.multiplier ** max(0, failures - 1))
+    cap = cfg.max_delay if cap is None else cap
+    # min() before the power would overflow: a large multiplier reaches the cap in few steps.
+    exponent = max(0, failures - 1)
+    try:
+        grown = cfg.initial_delay * float(cfg.multiplier) ** exponent
+    except OverflowError:
+        grown = cap
+    ceiling = min(cap, grown)
     return rng.uniform(ceiling / 2, ceiling)
 
 
@@ -71,10 +88,19 @@ class SinkWorker:
         self.clock = clock
         self.rng = rng or random.Random()
         self.queue: deque[OutboxItem] = deque()
-        self.delays: deque[float] = deque(maxlen=100)  # recent backoff delays (s), for tests
+        self.delays: deque[float] = deque(maxlen=100)  # recent waits after a failure (s), for tests
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
-        self._not_before = 0.0  # epoch s: rate-limit pause for the whole sink
+        self._probe_cap = min(retry.max_delay, PROBE_MAX_DELAY)
+        # The sink's health: consecutive attempts the receiver did not accept (0: healthy),
+        # and when it may be tried next. One old item's own backoff never enters into it.
+        self._failures = 0
+        self._probe_at = 0.0  # epoch s
+        self._down_since: float | None = None  # epoch s of the first failure of this outage
+        self._last_attempt_at = 0.0  # epoch s
+        # Epoch s: a pause the receiver asked for (429 retry_after / Retry-After, an empty
+        # rate-limit bucket); nothing, not even a new notification, sends before it.
+        self._not_before = 0.0
         self._stopping = False
         self._unrecorded: deque[_Outcome] = deque()  # oldest first
         self._record_at = 0.0  # epoch s: next try to write `_unrecorded`
@@ -85,9 +111,15 @@ class SinkWorker:
         return [o.item.id for o in self._unrecorded]
 
     def add(self, items: list[OutboxItem]) -> None:
-        """Queue items already committed to the outbox."""
+        """Queue items already committed to the outbox; while the receiver is down, probe it
+        now (Alertmanager tries every new notification at once; in order, the oldest goes)."""
         self.queue.extend(items)
         self.stats.pending = len(self.queue)
+        if items and self._down_since is not None:
+            # At most one early probe per initial_delay however fast notifications arrive; a
+            # pause the receiver asked for (`_not_before`) still holds.
+            early = max(self.clock(), self._last_attempt_at + self.retry.initial_delay)
+            self._probe_at = min(self._probe_at, early)
         self._wake.set()
 
     def stop_soon(self) -> None:
@@ -107,11 +139,7 @@ class SinkWorker:
                 except Exception as exc:
                     # Outcomes are recorded without raising, so this is a bug (in a sink's
                     # result, the clock, …): keep the worker alive rather than end it silently.
-                    log.exception(
-                        "sink.worker_error",
-                        sink=self.sink.name,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
+                    log.exception("sink.worker_error", sink=self.sink.name, error=describe(exc))
                     self._not_before = self.clock() + OUTBOX_ERROR_PAUSE
                 continue
             waits = [w for w in (head_wait, self._record_wait()) if w is not None]
@@ -123,11 +151,10 @@ class SinkWorker:
                     await asyncio.wait_for(self._wake.wait(), timeout=min(waits))
 
     def _head_wait(self) -> float | None:
-        """None: no item to try; else seconds until the head item may be tried."""
+        """None: no item to try; else seconds until the sink may be tried."""
         if not self.queue or self.stats.gone or self._stopping:
             return None
-        head = self.queue[0]
-        return max(head.next_attempt_at, self._not_before) - self.clock()
+        return max(self._probe_at, self._not_before) - self.clock()
 
     def _record_wait(self) -> float | None:
         """None: nothing unrecorded; else seconds until the next try to record it."""
@@ -179,14 +206,18 @@ class SinkWorker:
             return DeliveryResult("fail", detail="expired")
         item.attempts += 1
         self.stats.attempts += 1
+        self._last_attempt_at = now
         try:
             result = await self.sink.send(item.id, item.payload)
         except Exception as exc:  # a sink bug must not kill the worker: retry like a 5xx
             log.exception("sink.error", sink=self.sink.name, notification_id=item.id)
-            result = DeliveryResult("retry", detail=f"{type(exc).__name__}")
+            # The type only: a sink's exception text may quote its URL, which holds the token.
+            result = DeliveryResult("retry", detail=type(exc).__name__)
         now = self.clock()
         if result.pause:
             self._not_before = now + result.pause
+        if result.outcome in ("ok", "fail"):
+            self._answered(now)  # a 4xx is an answer too: the receiver is up
         if result.outcome == "ok":
             self.queue.popleft()
             self.stats.sent += 1
@@ -216,24 +247,50 @@ class SinkWorker:
             await self._give_up(item, now, f"HTTP {result.status}: {result.detail}")
         return result
 
+    def _answered(self, now: float) -> None:
+        """The receiver answered: the sink is healthy, the queue goes out without waiting."""
+        if self._down_since is not None:
+            log.info(
+                "sink.recovered",
+                sink=self.sink.name,
+                down_for=round(now - self._down_since, 3),
+                failed_attempts=self._failures,
+                backlog=len(self.queue),
+            )
+        self._failures = 0
+        self._probe_at = 0.0
+        self._down_since = None
+
     async def _schedule_retry(self, item: OutboxItem, result: DeliveryResult, now: float) -> None:
-        self.stats.retries += 1
+        # The sink's schedule: consecutive failures of whatever item was at the head. A 429
+        # without a hint steps it too (else a proxy's bare 429 is asked again every
+        # initial_delay until max_age).
+        self._failures += 1
         if result.status == 429:
             self.stats.rate_limited += 1
-        if result.counts_as_failure:
+        elif self._down_since is None:
+            self._down_since = now
+        probe = backoff_delay(self._failures, self.retry, self.rng, cap=self._probe_cap)
+        asked = 0.0
+        if result.retry_after is not None:
+            # The receiver said when: honour it (a shorter wait would only be refused again),
+            # and after a 429 that alone is the pacing.
+            asked = result.retry_after
+            self._not_before = max(self._not_before, now + asked)
+            probe = probe if result.counts_as_failure else 0.0
+        self._probe_at = now + probe
+        delay = max(probe, asked, self._not_before - now)
+        if result.counts_as_failure and now >= item.next_attempt_at:
+            # The item's own step is due: this failure counts toward max_attempts. Probes of
+            # a failing sink in between don't, so a long outage uses up a notification's
+            # attempts no faster than its own backoff (initial_delay … max_delay) allows.
             item.failures += 1
             if item.failures >= self.retry.max_attempts:
                 await self._give_up(item, now, f"{item.failures} failed attempts: {result.detail}")
                 return
-        # A 429 without a hint does not count as a failure but must still back off (else a
-        # proxy's bare 429 is asked again every initial_delay until max_age): step by attempts.
-        steps = item.failures if result.counts_as_failure else item.attempts
-        delay = backoff_delay(max(1, steps), self.retry, self.rng)
-        if result.retry_after is not None:
-            # The receiver said when: honour it (a shorter backoff would only be refused again).
-            delay = max(result.retry_after, delay if result.counts_as_failure else 0.0)
+            item.next_attempt_at = now + backoff_delay(item.failures, self.retry, self.rng)
+        self.stats.retries += 1
         self.delays.append(delay)
-        item.next_attempt_at = now + delay
         try:
             await self.outbox.mark_retry(item, result.detail)
         except Exception as exc:
@@ -243,17 +300,21 @@ class SinkWorker:
                 "sink.outbox_error",
                 sink=self.sink.name,
                 notification_id=item.id,
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe(exc),
             )
-        log.warning(
-            "sink.retry",
-            sink=self.sink.name,
-            notification_id=item.id,
-            status=result.status,
-            detail=result.detail,
-            attempts=item.attempts,
-            retry_in=round(delay, 3),
-        )
+        if at_doubling(self._failures):
+            # One line per doubling of the failure streak: a receiver down for an hour and
+            # probed every 30 s logs a dozen lines, and `sink.recovered` sums it up.
+            log.warning(
+                "sink.retry",
+                sink=self.sink.name,
+                notification_id=item.id,
+                status=result.status,
+                detail=result.detail,
+                attempts=item.attempts,
+                consecutive_failures=self._failures,
+                retry_in=round(delay, 3),
+            )
 
     async def _give_up(self, item: OutboxItem, now: float, reason: str) -> None:
         if self.queue and self.queue[0] is item:
@@ -287,7 +348,7 @@ class SinkWorker:
                     sink=self.sink.name,
                     notification_id=outcome.item.id,
                     state=outcome.state,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=describe(exc),
                     hint="kept in memory and written when the database accepts writes again",
                 )
                 self._record_at = self.clock() + OUTBOX_ERROR_PAUSE

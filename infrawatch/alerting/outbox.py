@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infrawatch.alerting.engine import AlertRecord
+from infrawatch.alerting.engine import _TOLD_FIRING, AlertRecord
 from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.detect.restore import FiringRule
 from infrawatch.model import Severity
@@ -100,14 +100,16 @@ class Outbox:
 
     async def load_alerts(self) -> list[AlertRecord]:
         """Alerts a previous run left firing, flapping or announced-but-not-resolved."""
+        # `notified` maps route name → what that route was told; only the values count (a
+        # route may well be named "firing").
         sql = (
             "SELECT fingerprint, labels, annotations, severity, state, starts_at, ends_at,"
             " updated_at, flips, flapping, notified, last_notified_at FROM alerts"
-            " WHERE state = 'firing' OR flapping = 1 OR notified LIKE '%\"firing\"%'"
-            " OR notified LIKE '%\"flapping\"%' OR notified LIKE '%\"escalated\"%'"
+            " WHERE state = 'firing' OR flapping = 1 OR EXISTS (SELECT 1 FROM"
+            " json_each(alerts.notified) WHERE value IN (SELECT value FROM json_each(?)))"
         )
         out = []
-        async with self.store.db.execute(sql) as cur:
+        async with self.store.db.execute(sql, (_dumps(_TOLD_FIRING),)) as cur:
             async for row in cur:
                 annotations = json.loads(row[2])
                 out.append(

@@ -24,10 +24,9 @@ from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.alerting.outbox import Outbox, OutboxItem, new_notification_id
 from infrawatch.alerting.sinks import Sink, build_sink
 from infrawatch.alerting.sinks.alertmanager import AlertmanagerSink
-from infrawatch.alerting.sinks.base import USER_AGENT
 from infrawatch.alerting.sinks.log import LogSink
 from infrawatch.detect.base import Detector
-from infrawatch.logging import get_logger
+from infrawatch.logging import describe, get_logger
 from infrawatch.model import Anomaly, SeriesKey
 from infrawatch.runtime.stats import AgentStats, SinkStats
 from infrawatch.storage.store import Store
@@ -111,7 +110,7 @@ class AlertService:
 
     async def _start(self) -> None:
         self._session = await self._stack.enter_async_context(
-            aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            aiohttp.ClientSession()  # sinks.base.post names us in every request
         )
         sinks: list[Sink] = [build_sink(c, self._session) for c in self.sink_configs]
         now = self.clock()
@@ -166,7 +165,7 @@ class AlertService:
                     log.error(
                         "alerting.task_crashed",
                         task=task.get_name(),
-                        error=f"{type(outcome).__name__}: {outcome}",
+                        error=describe(outcome),
                     )
             # Workers finish the attempt in flight (and record it) rather than being cut off.
             for worker in self.workers.values():
@@ -182,13 +181,13 @@ class AlertService:
                     log.error(
                         "sink.worker_crashed",
                         task=task.get_name(),
-                        error=f"{type(outcome).__name__}: {outcome}",
+                        error=describe(outcome),
                     )
             try:
                 async with asyncio.timeout(max(0.0, deadline - self.clock())):
                     await self._step()
             except Exception as err:  # the store may be gone: nothing more can be kept
-                log.error("alerting.final_step_failed", error=f"{type(err).__name__}: {err}")
+                log.error("alerting.final_step_failed", error=describe(err))
             left = 0
             for worker in self.workers.values():
                 left += await worker.drain(max(0.0, deadline - self.clock()))
@@ -233,7 +232,7 @@ class AlertService:
             try:
                 await self._step()
             except Exception as exc:
-                log.error("alerting.persist_failed", error=f"{type(exc).__name__}: {exc}")
+                log.error("alerting.persist_failed", error=describe(exc))
                 await asyncio.sleep(PERSIST_RETRY)
                 self._wake.set()
 

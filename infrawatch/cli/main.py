@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,24 +28,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
+def _parse_override(text: str) -> tuple[list[str], str]:
+    """`KEY=VALUE` split; the value is parsed with the configuration (config.override_value)."""
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    path = key.strip().split(".")
+    if not sep or not all(part.strip() for part in path):
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw  # not a TOML literal: take it as a plain string
-    return key.strip().split("."), value
+    return [part.strip() for part in path], raw
 
 
-def _overrides(pairs: Sequence[tuple[list[str], Any]], args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(pairs: Sequence[tuple[list[str], str]], args: argparse.Namespace) -> dict[str, Any]:
+    from infrawatch.config import override_value
+
     out: dict[str, Any] = {}
-    for path, value in pairs:
+    for path, raw in pairs:
         node = out
         for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
+            # The later flag wins, as for a repeated key: `--set host=1 --set host.interval=2`.
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = override_value(path, raw)
     if getattr(args, "log_level", None):
         out.setdefault("logging", {})["level"] = args.log_level
     if getattr(args, "log_format", None):
@@ -193,7 +195,7 @@ def _load(args: argparse.Namespace) -> Any:
 
     try:
         return load(args.config, _overrides(args.overrides, args))
-    except ConfigError as exc:
+    except ConfigError as exc:  # every config problem, whatever its source: one line each
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return None

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from infrawatch.units import Seconds, SecondsOrZero
+from infrawatch.units import ConfigModel, Seconds, SecondsOrZero
 
 # us-east-1, eu-central-2, us-gov-west-1, cn-north-1, ap-southeast-5 … (catches most typos early).
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
@@ -54,10 +54,8 @@ def _default_ec2_metrics() -> dict[str, list[str]]:
     }
 
 
-class AwsMetric(BaseModel):
+class AwsMetric(ConfigModel):
     """`[[cloud.aws.metrics]]`: one metric of any namespace, with fixed dimensions."""
-
-    model_config = ConfigDict(extra="forbid")
 
     namespace: str = Field(min_length=1, description='e.g. "AWS/RDS"')
     name: str = Field(min_length=1, description='metric name, e.g. "CPUUtilization"')
@@ -72,10 +70,8 @@ class AwsMetric(BaseModel):
         return None if value is None else check_regions(value)
 
 
-class AwsConfig(BaseModel):
+class AwsConfig(ConfigModel):
     """The CloudWatch producer: regions, discovery, polling and retry behaviour."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     enabled: bool = False
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
@@ -159,9 +155,7 @@ class AwsConfig(BaseModel):
         return int(self.shard.split("/")[1])
 
 
-class CloudConfig(BaseModel):
+class CloudConfig(ConfigModel):
     """Cloud producers."""
-
-    model_config = ConfigDict(extra="forbid")
 
     aws: AwsConfig = AwsConfig()

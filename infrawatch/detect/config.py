@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from infrawatch.units import Seconds, SecondsOrZero
+from infrawatch.units import ConfigModel, Seconds, SecondsOrZero
 
 Op = Literal[">", ">=", "<", "<="]
 Direction = Literal["up", "down", "both"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+class _Model(ConfigModel):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class ThresholdRule(_Model):
@@ -56,7 +56,8 @@ class ThresholdRule(_Model):
     def fire_level(self) -> float:
         """The least extreme firing level (warning if set, else critical)."""
         level = self.warning if self.warning is not None else self.critical
-        assert level is not None
+        if level is None:  # the model validator requires one of them
+            raise ValueError("set warning and/or critical")
         return level
 
 

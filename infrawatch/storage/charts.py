@@ -182,6 +182,8 @@ def sparklines(
         for sid, b, n, total, lo, hi in conn.execute(
             _spark_sql(tier.source), (step, args, tier.start, tier.end)
         ):
+            if total is None:  # SQLite's sum of +inf and -inf (rows written around the store)
+                total = math.nan
             cell = merged.get((sid, b))
             if cell is None:
                 merged[(sid, b)] = [n, total, lo, hi]

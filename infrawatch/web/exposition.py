@@ -25,7 +25,8 @@ from prometheus_client.utils import floatToGoString
 
 from infrawatch import __version__
 from infrawatch.detect.base import SeriesState
-from infrawatch.logging import describe, get_logger
+from infrawatch.logging import describe as describe_error
+from infrawatch.logging import get_logger
 from infrawatch.model import Labels, SeriesKey, make_labels, utf8_text
 from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats, Histogram
@@ -407,7 +408,7 @@ class AgentCollector(Collector):
         # A broken source must not break the scrape; say so once, not on every scrape.
         if what not in self._warned:
             self._warned.add(what)
-            log.error("metrics.source_failed", source=what, error=describe(exc))
+            log.error("metrics.source_failed", source=what, error=describe_error(exc))
 
 
 def _histogram(

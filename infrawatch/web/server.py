@@ -13,6 +13,7 @@ connections beyond `max_connections` are answered 503 and closed.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ HEADER_TIMEOUT = 10.0
 # Prometheus scrapes every 15-60 s and reconnects cheaply; idle connections are not kept longer.
 KEEPALIVE_TIMEOUT = 15.0
 MAX_CONNECTIONS = 128  # a few scrapers and probes need a handful; the rest is someone hoarding
+
+
+def _strict_json(value: Any) -> str:
+    """JSON text; NaN and Infinity (not JSON) raise instead of reaching a client's parser."""
+    return json.dumps(value, allow_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,14 +218,14 @@ class HttpServer:
         healthy, body = health_report(
             view.stats, view.producer_intervals(), self.clock(), self.started
         )
-        return web.json_response(body, status=200 if healthy else 503)
+        return web.json_response(body, status=200 if healthy else 503, dumps=_strict_json)
 
     async def _readyz(self, request: web.BaseRequest) -> web.Response:
         stats = self._view.stats
         body = {"store_open": stats.store_open, "first_batch_stored": stats.first_batch_stored}
         ready = stats.store_open and stats.first_batch_stored
         body_out: dict[str, Any] = {"status": "ready" if ready else "not ready", **body}
-        return web.json_response(body_out, status=200 if ready else 503)
+        return web.json_response(body_out, status=200 if ready else 503, dumps=_strict_json)
 
 
 def _plain_answer(status: int) -> bytes:

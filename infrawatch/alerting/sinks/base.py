@@ -1,9 +1,10 @@
-"""What every sink shares: the delivery result, the protocol, and an HTTP POST that classifies."""
+"""What every sink shares: the delivery result, the protocol, an HTTP POST that classifies, and
+`HttpSink`, the request path of the single-URL JSON sinks (Discord, Slack, webhook)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -13,6 +14,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from infrawatch import __version__
+from infrawatch.alerting.config import SinkConfig
 
 Outcome = Literal["ok", "retry", "fail", "gone"]
 _MAX_RETRY_AFTER = 3600.0  # seconds; a larger hint is treated as this (never wait for a day)
@@ -105,24 +107,21 @@ async def post(
     headers: Mapping[str, str],
     timeout: float,  # noqa: ASYNC109 - passed to aiohttp's per-request ClientTimeout
 ) -> HttpReply | DeliveryResult:
-    """POST `body`; a connection problem or timeout becomes a retry result."""
+    """POST a JSON `body` (timeout in seconds); a connection problem or timeout becomes a retry
+    result. Every request says who sends it (User-Agent), whoever built the session."""
     try:
         async with session.post(
             url,
             data=body,
-            headers={"Content-Type": "application/json", **headers},
+            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as resp:
             text = (await resp.read())[:4096].decode("utf-8", "replace")
             parsed: Any = None
             if resp.content_type == "application/json":
-                try:
-                    import json
-
+                with contextlib.suppress(ValueError):
                     parsed = json.loads(text)
-                except ValueError:
-                    parsed = None
             # Header names are case-insensitive (HTTP/2 front ends send them lowercase): a
             # plain dict would miss `x-ratelimit-remaining` when looking up `X-RateLimit-…`.
             return HttpReply(resp.status, CIMultiDict(resp.headers), text, parsed)
@@ -133,8 +132,6 @@ async def post(
         # URL: the token in a webhook's path or a password must not reach the log.
         detail = redact(_short(exc), secret_parts(url))
         return DeliveryResult("retry", detail=f"{type(exc).__name__}: {detail}")
-    except asyncio.CancelledError:
-        raise
 
 
 def _short(exc: BaseException) -> str:
@@ -161,3 +158,54 @@ def classify(reply: HttpReply, *, gone_on: tuple[int, ...] = ()) -> DeliveryResu
         after = parse_retry_after(reply.headers.get("Retry-After"))
         return DeliveryResult("retry", reply.status, snippet, retry_after=after)
     return DeliveryResult("fail", reply.status, snippet)
+
+
+class HttpSink:
+    """A sink that POSTs one JSON document per notification to one URL (Discord, Slack, webhook).
+
+    The request, its timeout and the reading of the answer (2xx ok; 429 with its retry_after or
+    Retry-After, 5xx, 408 and connection errors retried; other 4xx failed) live here. A subclass
+    gives its document (`render`) and, where its service has them, extra headers, a URL tweak,
+    the statuses that mean "gone", and its own reading of the answer (`interpret`).
+    """
+
+    type: str
+    label: str  # what `describe` calls it, e.g. "Slack incoming webhook"
+    gone_on: tuple[int, ...] = ()  # statuses meaning the webhook no longer exists
+
+    def __init__(self, cfg: SinkConfig, session: aiohttp.ClientSession) -> None:
+        if cfg.url is None:  # the config model refuses this; say so rather than assert
+            raise ValueError(f"a {cfg.type} sink needs url")
+        self.name = cfg.name
+        self._url = self.endpoint(URL(cfg.url.get_secret_value()))
+        self._session = session
+        self._timeout = cfg.timeout
+
+    def endpoint(self, url: URL) -> URL:
+        """The URL requests go to (the configured one unless the service wants more)."""
+        return url
+
+    def render(self, item_id: str, payload: dict[str, Any]) -> Any:
+        """The JSON document this service expects for one notification."""
+        raise NotImplementedError
+
+    def headers(self, item_id: str, body: bytes) -> dict[str, str]:
+        """Extra request headers for this body."""
+        return {}
+
+    def interpret(self, reply: HttpReply) -> DeliveryResult:
+        """The outcome of an HTTP answer."""
+        return classify(reply, gone_on=self.gone_on)
+
+    async def send(self, item_id: str, payload: dict[str, Any]) -> DeliveryResult:
+        """POST the rendered notification once and classify the answer."""
+        document = self.render(item_id, payload)
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        reply = await post(
+            self._session, self._url, body, self.headers(item_id, body), self._timeout
+        )
+        return self.interpret(reply) if isinstance(reply, HttpReply) else reply
+
+    def describe(self) -> str:
+        """Kind and host only: the path and query may hold the webhook's token."""
+        return f"{self.label} at {safe_target(str(self._url))}"

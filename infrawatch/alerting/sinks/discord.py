@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from yarl import URL
 
-from infrawatch.alerting.config import SinkConfig
 from infrawatch.alerting.render import render_discord
-from infrawatch.alerting.sinks.base import DeliveryResult, HttpReply, classify, post, safe_target
+from infrawatch.alerting.sinks.base import DeliveryResult, HttpReply, HttpSink
 
 
-def _bucket_pause(headers: dict[str, str] | Any) -> float | None:
+def _bucket_pause(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait when the rate-limit bucket is empty (X-RateLimit-Remaining: 0)."""
     if headers.get("X-RateLimit-Remaining") != "0":
         return None
@@ -23,29 +21,24 @@ def _bucket_pause(headers: dict[str, str] | Any) -> float | None:
         return None
 
 
-class DiscordSink:
+class DiscordSink(HttpSink):
     """Posts one message per notification; a 401/404 means the webhook is gone."""
 
     type = "discord"
+    label = "Discord webhook"
+    gone_on = (401, 404)
 
-    def __init__(self, cfg: SinkConfig, session: aiohttp.ClientSession) -> None:
-        assert cfg.url is not None
-        self.name = cfg.name
-        self._url = URL(cfg.url.get_secret_value()).update_query(wait="true")
-        self._session = session
-        self._timeout = cfg.timeout
+    def endpoint(self, url: URL) -> URL:
+        """`?wait=true`: Discord validates the message before answering, so a 400 is seen."""
+        return url.update_query(wait="true")
 
-    async def send(self, item_id: str, payload: dict[str, Any]) -> DeliveryResult:
-        """POST the rendered message and classify Discord's answer."""
-        body = json.dumps(render_discord(payload), ensure_ascii=False).encode()
-        reply = await post(self._session, self._url, body, {}, self._timeout)
-        if not isinstance(reply, HttpReply):
-            return reply
-        result = classify(reply, gone_on=(401, 404))
+    def render(self, item_id: str, payload: dict[str, Any]) -> Any:
+        """Content headline plus one embed per alert."""
+        return render_discord(payload)
+
+    def interpret(self, reply: HttpReply) -> DeliveryResult:
+        """As any webhook, and an empty rate-limit bucket pauses the sink before it is refused."""
+        result = super().interpret(reply)
         if result.outcome == "ok":
             return DeliveryResult("ok", reply.status, pause=_bucket_pause(reply.headers))
         return result
-
-    def describe(self) -> str:
-        """Host only: the path holds the webhook token."""
-        return f"Discord webhook at {safe_target(str(self._url))}"

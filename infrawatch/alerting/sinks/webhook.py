@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from typing import Any
 
 import aiohttp
 
 from infrawatch.alerting.config import SinkConfig
-from infrawatch.alerting.sinks.base import DeliveryResult, HttpReply, classify, post, safe_target
+from infrawatch.alerting.sinks.base import HttpSink
 
 
 def signing_key(secret: str) -> bytes:
@@ -29,32 +28,29 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-class WebhookSink:
+class WebhookSink(HttpSink):
     """POSTs the versioned notification document; the webhook-id is the outbox id."""
 
     type = "webhook"
+    label = "JSON webhook"
 
     def __init__(self, cfg: SinkConfig, session: aiohttp.ClientSession) -> None:
-        assert cfg.url is not None
-        self.name = cfg.name
-        self._url = cfg.url.get_secret_value()
+        super().__init__(cfg, session)
         self._key = signing_key(cfg.secret.get_secret_value()) if cfg.secret else None
-        self._session = session
-        self._timeout = cfg.timeout
 
-    async def send(self, item_id: str, payload: dict[str, Any]) -> DeliveryResult:
-        """POST the payload with Standard Webhooks headers (signature only with a secret)."""
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    def render(self, item_id: str, payload: dict[str, Any]) -> Any:
+        """The notification document as stored in the outbox."""
+        return payload
+
+    def headers(self, item_id: str, body: bytes) -> dict[str, str]:
+        """Standard Webhooks headers (the signature only with a secret)."""
         now = int(time.time())
         headers = {"webhook-id": item_id, "webhook-timestamp": str(now)}
         if self._key is not None:
             headers["webhook-signature"] = sign(self._key, item_id, now, body)
-        reply = await post(self._session, self._url, body, headers, self._timeout)
-        if not isinstance(reply, HttpReply):
-            return reply
-        return classify(reply)
+        return headers
 
     def describe(self) -> str:
         """Target host and whether requests are signed."""
         signed = "signed" if self._key is not None else "UNSIGNED (no secret)"
-        return f"JSON webhook at {safe_target(self._url)}, {signed}"
+        return f"{super().describe()}, {signed}"

@@ -4,6 +4,7 @@
 import { get } from "./api.js";
 import { fill, h, section, timeEl } from "./dom.js";
 import {
+  duration,
   labelFilters,
   labelText,
   num,
@@ -105,7 +106,7 @@ export class ChartView {
   show(samples, anomalies, alerts) {
     const all = samples.series;
     const shown = all.slice(0, MAX_CHARTS);
-    const step = samples.step_seconds ? `, ${num(samples.step_seconds)} s steps` : "";
+    const step = samples.step_seconds ? `, ${duration(samples.step_seconds)} steps` : "";
     fill(
       this.meta,
       `${all.length} series · ${samples.resolution} data${step} · `,

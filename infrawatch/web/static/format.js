@@ -28,7 +28,7 @@ function trim(text) {
 export function duration(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "–";
   const s = Math.max(0, seconds);
-  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 120) return `${Math.round(s)} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min`;
   if (s < 86400) {
     const h = Math.floor(s / 3600);

@@ -263,7 +263,7 @@ export class Plot {
     const tip = this.tip;
     tip.replaceChildren(
       h("p", { class: "tip-summary" }, a.summary || "anomaly"),
-      h("p", { class: "tip-meta" }, [a.detector, a.rule, a.severity, a.status].filter(Boolean).join(" · ")),
+      h("p", { class: "tip-meta" }, [...new Set([a.detector, a.rule, a.severity, a.status])].filter(Boolean).join(" · ")),
       h("p", { class: "tip-meta" }, `${time(a.ts)} · value ${num(a.value)} · score ${num(a.score)}`),
     );
     tip.hidden = false;
@@ -271,8 +271,9 @@ export class Plot {
     const y = parseFloat(el.style.top) || 0;
     const flip = x > this.u.over.clientWidth / 2;
     tip.classList.toggle("flip", flip);
-    tip.style.left = `${x}px`;
-    tip.style.top = `${y + 12}px`;
+    // Beside the marker, not over it: the spike under the marker stays in view.
+    tip.style.left = `${flip ? x - 14 : x + 14}px`;
+    tip.style.top = `${Math.max(0, y - 12)}px`;
   }
 
   hideTip() {
