@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -149,12 +158,38 @@ class HostConfig(ConfigModel):
 
 
 class HttpConfig(ConfigModel):
-    """`[http]`: the /metrics, /healthz and /readyz server."""
+    """`[http]`: the server of /metrics, /healthz, /readyz, the status page and /api/v1."""
 
     enabled: bool = True
     listen: str = "127.0.0.1:9464"
     # Per-series detector state on /metrics: every series, only anomalous ones, or none.
     detector_states: Literal["all", "anomalous", "off"] = "all"
+    # Safe by default (infrawatch.web.security): user → bcrypt hash, as in Prometheus' web
+    # config file; a listen address beyond loopback needs these or allow_unauthenticated.
+    basic_auth_users: dict[str, SecretStr] = Field(default_factory=dict)
+    allow_unauthenticated: bool = False
+    tls_cert_file: FsPath | None = None
+    tls_key_file: FsPath | None = None
+
+    @model_validator(mode="after")
+    def _safe(self) -> HttpConfig:
+        from infrawatch.web.security import config_problems
+
+        problems = config_problems(self)
+        if problems:
+            # Raised as a ValidationError so each line names its own setting (http.listen, …).
+            raise ValidationError.from_exception_data(
+                "HttpConfig",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", message),
+                        loc=loc,
+                        input=None,  # hashes are secrets: never carried in the error
+                    )
+                    for loc, message in problems
+                ],
+            )
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -285,10 +320,9 @@ def _deepest_value(text: str) -> str:
     table = key = deepest = ""
     depth = most = 0
     line = key_line = 1
-    i = 0
+    line_start = i = 0
     while i < len(text):
         char = text[i]
-        line_start = text.rfind("\n", 0, i) + 1
         if char == "#":
             end = text.find("\n", i)
             i = len(text) if end < 0 else end
@@ -299,10 +333,12 @@ def _deepest_value(text: str) -> str:
             while end < len(text) and not text.startswith(quote, end):
                 end += 2 if char == '"' and text[end] == "\\" else 1
             line += text.count("\n", i, end)
+            line_start = max(line_start, text.rfind("\n", i, end) + 1)
             i = end + len(quote)
             continue
         if char == "\n":
             line += 1
+            line_start = i + 1
         elif depth == 0 and char == "[" and not text[line_start:i].strip():
             end = text.find("\n", i)
             end = len(text) if end < 0 else end
@@ -367,6 +403,8 @@ def _source(
     file_data: Mapping[str, Any],
 ) -> tuple[str, list[str]]:
     """Where the value at `loc` comes from: (flag|env|file|default, the variables' names)."""
+    if not loc:
+        return "default", []  # the whole configuration: no one source to name
     # Flags and the file are nested tables: a leaf came from them only if its own key is there
     # (a `[host]` table with one key does not set the section's other keys).
     if _touches(overrides, loc):
@@ -395,7 +433,7 @@ def _problems(
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         # The file is the usual source and needs no label; a flag or a variable does, or the
-        # reader looks for the value in the file. Messages never quote a value.
+        # reader looks for the value in the file. Inputs are left out: they may be secrets.
         origin, names = _source(loc, overrides, env, file_data)
         label = {"flag": " (from --set)", "env": f" (from {', '.join(names)})"}.get(origin, "")
         lines.append(f"{format_location(loc)}{label}: {message}")

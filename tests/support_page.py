@@ -303,7 +303,9 @@ class FakeApi:
                 raise QueryError("metric: required")
             labels = parse_labels(q.getall("label", []), option="label")
             since = parse_time(q.get("since", "24h"), now=self.now, option="since")
-            until = parse_time(q["until"], now=self.now, option="until") if q.get("until") else self.now
+            until = (
+                parse_time(q["until"], now=self.now, option="until") if q.get("until") else self.now
+            )
             if until < since:
                 raise QueryError("until: before since")
             points = self._int(q.get("points", "1000"), "points", 10, 20_000)
@@ -421,7 +423,9 @@ def demo_api(now: float, *, seed: int = 7) -> FakeApi:
             return 0.97
         return max(0.0, 0.22 + 0.06 * daily(ts) + rng.gauss(0, 0.02))
 
-    cpu_s = api.add_series(FakeSeries("system.cpu.utilization", {}, *_history(now, span, step, cpu)))
+    cpu_s = api.add_series(
+        FakeSeries("system.cpu.utilization", {}, *_history(now, span, step, cpu))
+    )
     cpu_s.scores = {"zscore": 0.12, "novelty": 0.05}
 
     def memory(ts: float) -> float:
@@ -446,12 +450,9 @@ def demo_api(now: float, *, seed: int = 7) -> FakeApi:
         "value 0.86 is above the warning threshold 0.8 (memory-high) for 40 min",
         starts_at=fired,
     )
-    api.add_anomaly(
-        mem,
-        fired,
-        "value 0.81 is above the warning threshold 0.8 (memory-high)",
-        detector="threshold",
-        rule="memory-high",
+    crossed = api.add_anomaly(mem, fired, "", detector="threshold", rule="memory-high", score=0.62)
+    crossed["summary"] = (
+        f"value {crossed['value']:.2f} is above the warning threshold 0.8 (memory-high)"
     )
     api.bands["system.memory.utilization"] = [
         {

@@ -48,10 +48,12 @@ def anomaly(status: str) -> Anomaly:
 async def test_alertmanager_gets_firing_then_resolved(tmp_path: Path) -> None:
     dead_peer = f"http://127.0.0.1:{free_port()}"  # an HA peer that is down
     async with run_alertmanager(tmp_path) as am:
-        cfg = AlertingConfig(
-            group_wait=0,
-            group_interval=0.05,
-            sinks=[{"name": "am", "type": "alertmanager", "urls": [am.url, dead_peer]}],
+        cfg = AlertingConfig.model_validate(
+            {
+                "group_wait": 0,
+                "group_interval": 0.05,
+                "sinks": [{"name": "am", "type": "alertmanager", "urls": [am.url, dead_peer]}],
+            }
         )
         async with Store(tmp_path / "a.db") as store, AlertService(cfg, store) as svc:
             worker = svc.workers["am"]
@@ -84,7 +86,9 @@ async def test_dead_peer_is_logged_once_not_every_keepalive_then_recovers(
     async with run_alertmanager(tmp_path) as am:
         sink = {"name": "am", "type": "alertmanager", "urls": [am.url, dead_peer]}
         # endsAt = now + 4 x resend_interval: the live peer keeps the alert only if re-posted.
-        cfg = AlertingConfig(group_wait=0, sinks=[{**sink, "resend_interval": 0.25}])
+        cfg = AlertingConfig.model_validate(
+            {"group_wait": 0, "sinks": [{**sink, "resend_interval": 0.25}]}
+        )
         with captured_logs() as logs:
             async with Store(tmp_path / "a.db") as store, AlertService(cfg, store) as svc:
                 worker = svc.workers["am"]

@@ -18,7 +18,7 @@ from aiohttp import web
 from infrawatch.alerting import delivery
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.service import AlertService
-from infrawatch.alerting.sinks.base import post
+from infrawatch.alerting.sinks.base import DeliveryResult, post
 from infrawatch.model import Anomaly, make_labels
 from infrawatch.storage.store import Store
 from tests.support_alert_logs import captured_logs
@@ -57,7 +57,8 @@ def anomaly(rule: str = "cpu_high", status: str = "firing", **labels: str) -> An
 async def alerting(
     tmp_path: Path, sinks: list[dict[str, Any]], **cfg: Any
 ) -> AsyncIterator[AlertService]:
-    config = AlertingConfig(group_wait=0, sinks=sinks, retry=cfg.pop("retry", FAST_RETRY), **cfg)
+    retry = cfg.pop("retry", FAST_RETRY)
+    config = AlertingConfig.model_validate({"group_wait": 0, "sinks": sinks, "retry": retry, **cfg})
     async with (
         Store(tmp_path / "a.db") as store,
         AlertService(config, store, shutdown_deadline=2.0) as service,
@@ -82,6 +83,7 @@ async def test_discord_429_is_honoured_then_delivered(tmp_path: Path) -> None:
             assert worker.stats.pending == 0
             message = discord.requests[-1]
             assert message.query == {"wait": "true"}
+            assert message.headers["User-Agent"].startswith("infrawatch/")
             embed = message.json["embeds"][0]
             assert embed["color"] == 0xE74C3C  # critical
             assert embed["title"] == "FIRING: cpu_high"
@@ -174,7 +176,7 @@ async def test_receiver_down_then_back_delivers_each_id_exactly_once(tmp_path: P
         assert payload["alerts"][0]["labels"]["alertname"] == "rule0"
         assert payload["alerts"][0]["annotations"]["evidence_threshold"] == "0.9"
         async with svc.store.db.execute("SELECT state, count(*) FROM outbox GROUP BY 1") as cur:
-            assert await cur.fetchall() == [("delivered", 5)]
+            assert [tuple(r) for r in await cur.fetchall()] == [("delivered", 5)]
 
 
 async def test_resolved_follows_firing_and_alert_row_is_kept(tmp_path: Path) -> None:
@@ -252,8 +254,12 @@ async def test_outbox_update_failing_after_send_is_recorded_later_never_resent(
     db_path = tmp_path / "a.db"
     hook = LockingReceiver(db_path)
     await hook.start()
-    config = AlertingConfig(
-        group_wait=0, sinks=[{"name": "h", "type": "webhook", "url": hook.url}], retry=FAST_RETRY
+    config = AlertingConfig.model_validate(
+        {
+            "group_wait": 0,
+            "sinks": [{"name": "h", "type": "webhook", "url": hook.url}],
+            "retry": FAST_RETRY,
+        }
     )
     try:
         async with (
@@ -295,8 +301,12 @@ async def test_outcome_still_unrecorded_at_shutdown_is_resent_with_same_id(
     db_path = tmp_path / "a.db"
     hook = LockingReceiver(db_path)
     await hook.start()
-    config = AlertingConfig(
-        group_wait=0, sinks=[{"name": "h", "type": "webhook", "url": hook.url}], retry=FAST_RETRY
+    config = AlertingConfig.model_validate(
+        {
+            "group_wait": 0,
+            "sinks": [{"name": "h", "type": "webhook", "url": hook.url}],
+            "retry": FAST_RETRY,
+        }
     )
     try:
         with captured_logs("info") as logs:
@@ -334,6 +344,7 @@ async def test_outcome_still_unrecorded_at_shutdown_is_resent_with_same_id(
 async def test_delivery_errors_never_carry_the_url_token_or_password(url: str) -> None:
     async with aiohttp.ClientSession() as session:
         result = await post(session, url, b"{}", {}, 2.0)
+    assert isinstance(result, DeliveryResult)
     assert result.outcome == "retry"
     assert result.detail
     for secret in ("pw-S3CRET", "TOKEN-XYZ", url):
@@ -432,5 +443,51 @@ async def test_notification_after_recovery_does_not_wait_behind_an_old_backoff(
             await worker.wait_until(lambda s: s.sent == 4)
             assert hook.alertnames() == ["old0", "old1", "old2", "new"]
             assert worker.stats.pending == 0
+    finally:
+        await hook.stop()
+
+
+async def test_probes_of_a_dead_receiver_do_not_use_up_a_notifications_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Probing every few ms must not give a notification up after max_attempts probes: its
+    # attempts count on its own backoff (here the 3rd would count after 5,000 s).
+    monkeypatch.setattr(delivery, "PROBE_MAX_DELAY", 0.01)
+    hook = OutageReceiver(down=True)
+    await hook.start()
+    sink = {"name": "h", "type": "webhook", "url": hook.url}
+    try:
+        async with alerting(tmp_path, [sink], retry={**EXPLODING_RETRY, "max_attempts": 3}) as svc:
+            worker = svc.workers["h"]
+            await svc.observe([anomaly()])
+            await hook.wait_until(lambda r: len(r.requests) >= 10)
+            assert worker.stats.failed == 0
+            assert worker.queue[0].failures == 2
+            hook.down = False
+            await worker.wait_until(lambda s: s.sent == 1)
+            assert hook.alertnames() == ["cpu_high"]
+    finally:
+        await hook.stop()
+
+
+async def test_given_up_after_max_attempts_counted_once_not_as_a_retry(tmp_path: Path) -> None:
+    hook = OutageReceiver(down=True)
+    await hook.start()
+    sink = {"name": "h", "type": "webhook", "url": hook.url}
+    retry = {"initial_delay": 0.01, "max_delay": 0.02, "max_attempts": 3}
+    try:
+        with captured_logs("info") as logs:
+            async with alerting(tmp_path, [sink], retry=retry) as svc:
+                worker = svc.workers["h"]
+                await svc.observe([anomaly()])
+                await worker.wait_until(lambda s: s.failed == 1)
+                stats = worker.stats
+                assert stats.attempts == len(hook.requests) >= 3
+                # Every failed attempt but the last was retried; the last gave up.
+                assert stats.retries == stats.attempts - 1
+                assert (stats.sent, stats.pending, stats.rate_limited) == (0, 0, 0)
+                assert await svc.outbox.counts() == {("h", "failed"): 1}
+            [failed] = logs.named("sink.notification_failed")
+            assert failed["reason"].startswith("3 failed attempts")
     finally:
         await hook.stop()

@@ -27,6 +27,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 NOW = float(int(time.time()))
 CPU_SPIKE_EVIDENCE = "value 0.97 is 15.2σ above the 1d mean 0.22 (σ 0.049)"
 
+# Predicates are functions, never bare expressions: Playwright polls an expression with eval(),
+# which the page's CSP (rightly) refuses.
+FIRST_CHART = "() => performance.getEntriesByName('first-chart').length > 0"
+
 # Runs before the page's own scripts (CDP injection, so the CSP doesn't apply to it): records
 # every securitypolicyviolation event the document sees.
 CSP_LISTENER = """
@@ -37,6 +41,13 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
+# What a browser does when the tab goes to the background (or comes back).
+SET_VISIBILITY = """(state) => {
+  Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
 @dataclass
 class Watch:
     """What went wrong in one page: console errors, uncaught errors, failed requests."""
@@ -44,6 +55,11 @@ class Watch:
     console: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert self.console == []
+        assert self.errors == []
+        assert self.failed == []
 
     def csp_messages(self) -> list[str]:
         return [m for m in self.console if "Content Security Policy" in m]
@@ -82,10 +98,16 @@ def page(browser: Browser, server: PageServer) -> Iterator[tuple[Page, Watch]]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
     tab = context.new_page()
     watch = Watch()
-    tab.on("console", lambda m: watch.console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    tab.on(
+        "console",
+        lambda m: watch.console.append(f"{m.type}: {m.text}") if m.type == "error" else None,
+    )
     tab.on("pageerror", lambda exc: watch.errors.append(str(exc)))
     tab.on("requestfailed", lambda r: watch.failed.append(f"{r.url}: {r.failure}"))
-    tab.on("response", lambda r: watch.failed.append(f"{r.url}: {r.status}") if r.status >= 400 else None)
+    tab.on(
+        "response",
+        lambda r: watch.failed.append(f"{r.url}: {r.status}") if r.status >= 400 else None,
+    )
     tab.add_init_script(CSP_LISTENER)
     try:
         yield tab, watch
@@ -94,7 +116,7 @@ def page(browser: Browser, server: PageServer) -> Iterator[tuple[Page, Watch]]:
 
 
 def csp_violations(tab: Page) -> list[str]:
-    return list(tab.evaluate("window.__csp"))
+    return list(tab.evaluate("() => window.__csp"))
 
 
 def api_call(path: str, **params: str) -> Any:
@@ -111,7 +133,7 @@ def api_call(path: str, **params: str) -> Any:
 
 def wait_for_chart(tab: Page, count: int = 1) -> None:
     expect(tab.locator("figure.chart canvas")).to_have_count(count)
-    tab.wait_for_function("performance.getEntriesByName('first-chart').length > 0")
+    tab.wait_for_function(FIRST_CHART)
 
 
 # -- serving ------------------------------------------------------------------------------------
@@ -121,9 +143,8 @@ async def _raw_get(port: int, target: str, headers: str = "") -> tuple[int, dict
     """One HTTP/1.1 request with `target` sent byte for byte (no client-side normalising)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(
-            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n".encode()
-        )
+        request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
+        writer.write(request.encode())
         await writer.drain()
         raw = await reader.read()
     finally:
@@ -153,7 +174,9 @@ async def test_static_files_are_served_with_types_validators_and_compression() -
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["cache-control"] == "no-cache"
         assert b'<script type="module" src="static/app.js">' in body
-        assert b"style=" not in body and b"<script>" not in body  # nothing the CSP would block
+        # Nothing the CSP would block: no inline script, no style attribute.
+        assert b"<script>" not in body
+        assert b"style=" not in body
 
         for path, kind in [
             ("/static/app.js", "text/javascript; charset=utf-8"),
@@ -215,7 +238,12 @@ def test_only_page_files_inside_the_directory_are_servable(tmp_path: Path) -> No
     (tmp_path / "outside.js").write_text("export const leaked = 1;")
     (root / "link.js").symlink_to(tmp_path / "outside.js")
 
-    assert sorted(servable(root)) == ["/", "/static/app.js", "/static/index.html", "/static/vendor/LICENSE"]
+    assert sorted(servable(root)) == [
+        "/",
+        "/static/app.js",
+        "/static/index.html",
+        "/static/vendor/LICENSE",
+    ]
     assert sorted(static_routes(root)) == sorted(servable(root))
     # The shipped directory: the page, its modules, uPlot with its licence and version.
     shipped = servable(Path(__file__).parents[1] / "infrawatch" / "web" / "static")
@@ -243,9 +271,7 @@ def test_page_loads_with_no_console_errors_and_no_failed_requests(page: tuple[Pa
     tab.get_by_role("link", name="system.disk.io").first.click()
     wait_for_chart(tab)
 
-    assert watch.console == []
-    assert watch.errors == []
-    assert watch.failed == []
+    watch.assert_clean()
     assert csp_violations(tab) == []
 
 
@@ -260,8 +286,8 @@ def test_csp_holds_and_is_enforced(page: tuple[Page, Watch], api: FakeApi) -> No
     assert watch.csp_messages() == []
 
     # The control: an inline style *is* refused, so the silence above means something.
-    tab.evaluate("document.body.setAttribute('style', 'color: red')")
-    tab.wait_for_function("window.__csp.length > 0")
+    tab.evaluate("() => document.body.setAttribute('style', 'color: red')")
+    tab.wait_for_function("() => window.__csp.length > 0")
     assert csp_violations(tab)[0].startswith("style-src")
 
 
@@ -282,7 +308,8 @@ def test_injected_anomaly_shows_a_marker_at_its_time_with_the_evidence(
         # At its time: the marker's centre sits where the x axis puts `spike` in [now-6h, now].
         plot = tab.locator(".u-over").bounding_box()
         box = marker.bounding_box()
-        assert plot is not None and box is not None
+        assert plot is not None
+        assert box is not None
         expected_x = plot["x"] + (spike - (NOW - 6 * HOUR)) / (6 * HOUR) * plot["width"]
         assert abs(box["x"] + box["width"] / 2 - expected_x) <= 1.5
 
@@ -302,7 +329,7 @@ def test_injected_anomaly_shows_a_marker_at_its_time_with_the_evidence(
         )
     finally:
         api.anomalies.remove(anomaly)
-    assert watch.console == [] and watch.failed == [] and watch.errors == []
+    watch.assert_clean()
 
 
 def test_firing_alert_is_in_the_overview_and_its_link_opens_its_chart(
@@ -322,7 +349,7 @@ def test_firing_alert_is_in_the_overview_and_its_link_opens_its_chart(
     expect(caption).to_contain_text("memory-high: > 0.8")
     expect(caption).to_contain_text("1 firing")
     expect(caption).to_contain_text("expected (zscore)")
-    assert watch.console == [] and watch.failed == [] and watch.errors == []
+    watch.assert_clean()
 
 
 def test_range_buttons_fetch_the_new_range(page: tuple[Page, Watch]) -> None:
@@ -331,15 +358,16 @@ def test_range_buttons_fetch_the_new_range(page: tuple[Page, Watch]) -> None:
     wait_for_chart(tab)
     expect(tab.get_by_role("button", name="24h")).to_have_attribute("aria-pressed", "true")
     for range_ in ("7d", "1h", "30d"):
-        with tab.expect_request(api_call("samples", since=range_)), tab.expect_request(
-            api_call("anomalies", since=range_)
+        with (
+            tab.expect_request(api_call("samples", since=range_)),
+            tab.expect_request(api_call("anomalies", since=range_)),
         ):
             tab.get_by_role("button", name=range_).click()
         expect(tab.get_by_role("button", name=range_)).to_have_attribute("aria-pressed", "true")
         assert tab.url.endswith(f"range={range_}")
     expect(tab.get_by_role("button", name="24h")).to_have_attribute("aria-pressed", "false")
     expect(tab.locator("p.meta")).to_contain_text("1h data, 1 h steps")
-    assert watch.console == [] and watch.failed == [] and watch.errors == []
+    watch.assert_clean()
 
 
 def test_deep_links_restore_the_view(page: tuple[Page, Watch]) -> None:
@@ -349,7 +377,9 @@ def test_deep_links_restore_the_view(page: tuple[Page, Watch]) -> None:
     ):
         tab.goto("/#/chart?metric=system.disk.io&label=direction%3Dwrite&range=6h")
     wait_for_chart(tab)
-    expect(tab.locator("figure.chart")).to_have_attribute("data-series", 'device="sda", direction="write"')
+    expect(tab.locator("figure.chart")).to_have_attribute(
+        "data-series", 'device="sda", direction="write"'
+    )
     expect(tab.get_by_role("button", name="6h")).to_have_attribute("aria-pressed", "true")
     tab.reload()
     wait_for_chart(tab)
@@ -373,7 +403,7 @@ def test_deep_links_restore_the_view(page: tuple[Page, Watch]) -> None:
     tab.reload()
     expect(tab.locator("#f-labels")).to_have_value("direction=read")
     expect(tab.locator("table.series-table tbody tr")).to_have_count(1)
-    assert watch.console == [] and watch.failed == [] and watch.errors == []
+    watch.assert_clean()
 
 
 def test_refresh_runs_at_the_interval_and_pauses_while_hidden(
@@ -388,21 +418,11 @@ def test_refresh_runs_at_the_interval_and_pauses_while_hidden(
         with tab.expect_request(api_call("samples", metric="system.cpu.utilization")):
             pass  # the next tick, one interval later
 
-        tab.evaluate(
-            """() => {
-              Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
-              document.dispatchEvent(new Event("visibilitychange"));
-            }"""
-        )
+        tab.evaluate(SET_VISIBILITY, "hidden")
         expect(tab.locator("html")).to_have_attribute("data-refresh", "paused")
         with tab.expect_request(api_call("status")):
-            tab.evaluate(
-                """() => {
-                  Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "visible"});
-                  document.dispatchEvent(new Event("visibilitychange"));
-                }"""
-            )
+            tab.evaluate(SET_VISIBILITY, "visible")
         expect(tab.locator("html")).to_have_attribute("data-refresh", "running")
     finally:
         api.interval_seconds = 10.0
-    assert watch.console == [] and watch.failed == [] and watch.errors == []
+    watch.assert_clean()

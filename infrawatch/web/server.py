@@ -1,13 +1,19 @@
-"""The HTTP server: /metrics (Prometheus), /healthz (liveness) and /readyz (readiness).
+"""The HTTP server: /metrics (Prometheus), /healthz, /readyz, the status page and /api/v1.
 
 One owner: `HttpServer` is an async context manager the agent enters at start-up and leaves at
-shutdown. It reads the agent only through an `AgentView`. The server only answers these three
-GET/HEAD paths; everything else is a plain 404 or 405, and nothing is served from disk. It is
-aiohttp's low-level server (no router) so that malformed requests, too, get a bare
-`400: Bad Request` instead of aiohttp's default answer, which quotes the offending request line
-or header back. Slow or idle clients are bounded (`HttpLimits`): a connection must deliver a
-request's headers within `header_timeout`, may idle `keepalive_timeout` between requests, and
-connections beyond `max_connections` are answered 503 and closed.
+shutdown. It reads the agent only through a `StatusSource`. Its route table is composed of
+exact paths: the server's own three, the JSON API's (`web/api.py`) and the page's files
+(`web/static_files.py`, read into memory at start: nothing is read from disk per request).
+Every route is GET/HEAD; anything else is a plain 404 or 405. It is aiohttp's low-level server
+(no router) so that malformed requests, too, get a bare `400: Bad Request` instead of aiohttp's
+default answer, which quotes the offending request line or header back. Slow or idle clients
+are bounded (`HttpLimits`): a connection must deliver a request's headers within
+`header_timeout`, may idle `keepalive_timeout` between requests, and connections beyond
+`max_connections` are answered 503 and closed.
+
+Every answer carries the security headers (`web/security.py`). With `http.basic_auth_users`,
+every path but /healthz and /readyz needs credentials (`web/auth.py`); with
+`http.tls_cert_file`, the server speaks HTTPS only.
 """
 
 from __future__ import annotations
@@ -32,8 +38,12 @@ from infrawatch.errors import StartupError
 from infrawatch.logging import at_doubling, get_logger
 from infrawatch.runtime.schedule import backoff_ticks
 from infrawatch.runtime.stats import AgentStats
+from infrawatch.web.api import api_routes
+from infrawatch.web.auth import CHALLENGE, BasicAuth
 from infrawatch.web.exposition import AgentCollector
-from infrawatch.web.view import AgentView
+from infrawatch.web.security import TlsError, is_loopback, load_tls, secure
+from infrawatch.web.static_files import static_routes
+from infrawatch.web.view import StatusSource
 
 log = get_logger("infrawatch.web.server")
 
@@ -45,6 +55,11 @@ HEADER_TIMEOUT = 10.0
 # Prometheus scrapes every 15-60 s and reconnects cheaply; idle connections are not kept longer.
 KEEPALIVE_TIMEOUT = 15.0
 MAX_CONNECTIONS = 128  # a few scrapers and probes need a handful; the rest is someone hoarding
+# Orchestrators probe these without credentials (as Prometheus' exporters leave them open);
+# they say whether the agent keeps up, nothing about the host.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def _strict_json(value: Any) -> str:
@@ -102,7 +117,7 @@ class HttpServer:
 
     def __init__(
         self,
-        view: AgentView,
+        view: StatusSource,
         config: HttpConfig,
         *,
         limits: HttpLimits | None = None,
@@ -121,14 +136,18 @@ class HttpServer:
         # The agent's own CPU seconds, RSS, open fds (Linux /proc/self; absent elsewhere).
         ProcessCollector(namespace="infrawatch", registry=self.registry)
         self._runner: web.ServerRunner | None = None
-        self._routes: dict[str, Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]] = {
+        self.auth = BasicAuth(config.basic_auth_users) if config.basic_auth_users else None
+        # Exact paths only: a path that is not a key is not served, whatever it encodes.
+        self._routes: dict[str, Handler] = {
+            **static_routes(),
+            **api_routes(view),
             "/metrics": self._metrics,
             "/healthz": self._healthz,
             "/readyz": self._readyz,
         }
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Route one request: three GET/HEAD paths, else a plain 404 or 405 (no echo, no files)."""
+        """Route one request to an exact GET/HEAD path, else a plain 401, 404 or 405 (no echo)."""
         protocol = request.protocol
         quiet = protocol if isinstance(protocol, _QuietRequestHandler) else None
         if quiet is not None:
@@ -138,8 +157,7 @@ class HttpServer:
         finally:
             if quiet is not None:
                 quiet.request_finished()
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cache-Control"] = "no-store"
+        secure(response.headers)
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -150,6 +168,10 @@ class HttpServer:
             # a connection's first request never gets here (see data_received), a later one may.
             response = web.Response(status=400, text="400: Bad Request")
             response.force_close()
+        elif not await self._authorized(request):
+            response = web.Response(
+                status=401, text="401: Unauthorized", headers={"WWW-Authenticate": CHALLENGE}
+            )
         elif route is None:
             response = web.Response(status=404, text="404: Not Found")
         elif request.method not in ("GET", "HEAD"):
@@ -159,6 +181,12 @@ class HttpServer:
         else:
             response = await route(request)
         return response
+
+    async def _authorized(self, request: web.BaseRequest) -> bool:
+        # Before routing: without credentials, even which paths exist stays unknown.
+        if self.auth is None or request.path in PUBLIC_PATHS:
+            return True
+        return await self.auth.check(request.headers.get("Authorization"))
 
     async def __aenter__(self) -> Self:
         runner = web.ServerRunner(
@@ -171,8 +199,14 @@ class HttpServer:
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
+        try:
+            tls = load_tls(self.config)
+        except TlsError as exc:  # the files changed since the configuration was checked
+            raise StartupError(f"http.{exc}") from None
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.config.host, self.config.port, reuse_address=True, ssl_context=tls
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -186,7 +220,15 @@ class HttpServer:
         self.started = self.clock()
         address = runner.addresses[0]
         self.port = int(address[1])
-        log.info("http.listening", host=address[0], port=self.port)
+        log.info(
+            "http.listening",
+            host=address[0],
+            port=self.port,
+            tls=tls is not None,
+            auth=self.auth is not None,
+        )
+        if self.auth is None and not is_loopback(self.config.host):
+            log.warning("http.unauthenticated", listen=self.config.listen)
         return self
 
     async def __aexit__(
@@ -232,14 +274,14 @@ def _plain_answer(status: int) -> bytes:
     """A complete HTTP/1.1 response whose body is the status alone, closing the connection."""
     phrase = HTTPStatus(status).phrase
     body = f"{status}: {phrase}".encode()
-    head = (
-        f"HTTP/1.1 {status} {phrase}\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    headers = {
+        "Content-Type": "text/plain; charset=utf-8",
+        "Content-Length": str(len(body)),
+        "Connection": "close",
+    }
+    secure(headers)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"HTTP/1.1 {status} {phrase}\r\n{lines}\r\n".encode() + body
 
 
 def _has_version(request_line: bytes) -> bool:
@@ -321,7 +363,7 @@ class _QuietRequestHandler(web.RequestHandler):
         except ValueError:
             phrase = "Error"
         response = super().handle_error(request, status, exc, f"{status}: {phrase}")
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        secure(response.headers)
         return response
 
     def log_exception(self, *args: Any, **kw: Any) -> None:

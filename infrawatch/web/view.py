@@ -15,6 +15,7 @@ from infrawatch.detect.base import Detector
 from infrawatch.model import SeriesKey
 from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats
+from infrawatch.web.api import ApiSource
 
 
 class QueueDepth(NamedTuple):
@@ -54,7 +55,7 @@ class ActiveAlert(Protocol):
 
 
 class AgentView(Protocol):
-    """Everything /metrics, /healthz and /readyz read (and the status page and /api/v1 will).
+    """Everything /metrics, /healthz and /readyz read.
 
     Each member only reads: nothing reached through the view is meant to be changed.
     """
@@ -94,4 +95,12 @@ class AgentView(Protocol):
 
     def reloads(self) -> int:
         """Configuration reloads attempted since start (SIGHUP), valid or not."""
+        ...
+
+
+class StatusSource(AgentView, ApiSource, Protocol):
+    """What the HTTP server reads: the probes' and /metrics' view and the /api/v1 source."""
+
+    def latest_values(self) -> Iterator[tuple[SeriesKey, Latest]]:
+        """Every live series and its newest value."""
         ...

@@ -15,6 +15,7 @@ from yarl import URL
 
 from infrawatch import __version__
 from infrawatch.alerting.config import SinkConfig
+from infrawatch.logging import describe
 
 Outcome = Literal["ok", "retry", "fail", "gone"]
 _MAX_RETRY_AFTER = 3600.0  # seconds; a larger hint is treated as this (never wait for a day)
@@ -130,12 +131,10 @@ async def post(
     except aiohttp.ClientError as exc:
         # Most aiohttp messages name only host:port, but some (an invalid URL) quote the whole
         # URL: the token in a webhook's path or a password must not reach the log.
-        detail = redact(_short(exc), secret_parts(url))
-        return DeliveryResult("retry", detail=f"{type(exc).__name__}: {detail}")
+        return DeliveryResult("retry", detail=redact(_short(describe(exc)), secret_parts(url)))
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc)
+def _short(text: str) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 

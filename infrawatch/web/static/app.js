@@ -15,7 +15,11 @@ const VIEWS = { overview: OverviewView, series: SeriesView, chart: ChartView };
 class NotFoundView {
   constructor(root) {
     document.title = "Not found · infrawatch";
-    fill(root, h("h1", {}, "Not found"), h("p", {}, "No such view. ", h("a", { href: "#/" }, "Back to the overview"), "."));
+    fill(
+      root,
+      h("h1", {}, "Not found"),
+      h("p", {}, "No such view. ", h("a", { href: "#/" }, "Back to the overview"), "."),
+    );
   }
   async refresh() {}
   update() {
@@ -48,7 +52,8 @@ async function tick() {
 }
 
 function renderStatus(s) {
-  const item = (term, value, cls) => h("div", {}, h("dt", {}, term), h("dd", { class: cls }, value));
+  const item = (term, value, cls) =>
+    h("div", {}, h("dt", {}, term), h("dd", { class: cls }, value));
   fill(
     statusEl,
     item("Host", s.host),
@@ -71,9 +76,12 @@ function route() {
   const View = VIEWS[name] || NotFoundView;
   // Same view, other parameters (a range button, a filter): the view keeps its page.
   if (!(view && name === viewName && view.update(params))) {
+    const navigated = view !== null;
     view?.destroy();
     view = new View(main, params);
     viewName = name;
+    // The link that was clicked is gone: put keyboard and screen-reader focus on the new view.
+    if (navigated) main.focus({ preventScroll: true });
   }
   for (const a of document.querySelectorAll("nav a[data-view]")) {
     if (a.dataset.view === name) a.setAttribute("aria-current", "page");

@@ -41,12 +41,27 @@ export class ChartView {
       fill(
         this.root,
         h("h1", {}, "Chart"),
-        h("p", {}, "No metric in the link. ", h("a", { href: seriesLink("") }, "Browse the series"), "."),
+        h(
+          "p",
+          {},
+          "No metric in the link. ",
+          h("a", { href: seriesLink("") }, "Browse the series"),
+          ".",
+        ),
       );
       return;
     }
     this.buttons = RANGES.map((r) =>
-      h("button", { type: "button", class: "range", "data-range": r, "aria-pressed": String(r === this.range) }, r),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "range",
+          "data-range": r,
+          "aria-pressed": String(r === this.range),
+        },
+        r,
+      ),
     );
     for (const b of this.buttons) {
       b.addEventListener("click", () => {
@@ -62,20 +77,25 @@ export class ChartView {
       h(
         "div",
         { class: "chart-head" },
-        h("h1", {}, h("code", {}, this.metric), filters ? h("span", { class: "labels" }, ` {${filters}}`) : null),
+        h(
+          "h1",
+          {},
+          h("code", {}, this.metric),
+          filters ? h("span", { class: "labels" }, ` {${filters}}`) : null,
+        ),
         h("div", { class: "ranges", role: "group", "aria-label": "Time range" }, this.buttons),
       ),
       this.meta,
-      h(
+      (this.key = h(
         "ul",
         { class: "key", "aria-label": "Chart key" },
         h("li", { class: "key-line" }, "value"),
-        h("li", { class: "key-env" }, "min–max per step"),
-        h("li", { class: "key-band" }, "expected band"),
-        h("li", { class: "key-threshold" }, "threshold"),
-        h("li", { class: "key-alert" }, "alert firing"),
-        h("li", { class: "key-marker" }, "anomaly (hover or focus for evidence)"),
-      ),
+        h("li", { class: "key-env", hidden: true }, "min–max per step"),
+        h("li", { class: "key-band", hidden: true }, "expected band"),
+        h("li", { class: "key-threshold", hidden: true }, "threshold"),
+        h("li", { class: "key-alert", hidden: true }, "alert (firing → resolved)"),
+        h("li", { class: "key-marker", hidden: true }, "anomaly: hover or focus for the evidence"),
+      )),
       this.charts,
       this.table,
     );
@@ -86,7 +106,8 @@ export class ChartView {
     if (params.get("metric") !== this.metric) return false;
     if (!sameLabels(parseFilters(params.getAll("label")), this.labels)) return false;
     this.range = rangeOf(params);
-    for (const b of this.buttons || []) b.setAttribute("aria-pressed", String(b.dataset.range === this.range));
+    for (const b of this.buttons || [])
+      b.setAttribute("aria-pressed", String(b.dataset.range === this.range));
     return true;
   }
 
@@ -148,18 +169,36 @@ export class ChartView {
       }
     }
     if (shown.length === 0) {
-      this.charts.replaceChildren(h("p", { class: "empty" }, "No data for this series in this range."));
+      this.charts.replaceChildren(
+        h("p", { class: "empty" }, "No data for this series in this range."),
+      );
     } else {
       this.charts.querySelector(".empty")?.remove();
     }
     fill(this.table, this.anomalyTable(anomalies));
     this.shownRange = this.range;
+    // The key names only what these charts draw.
+    const models = [...this.plots.values()].map((p) => p.model);
+    const present = {
+      "key-env": samples.resolution !== "raw",
+      "key-band": models.some((m) => m.bands.length),
+      "key-threshold": samples.thresholds.length > 0,
+      "key-alert": models.some((m) => m.alerts.length),
+      "key-marker": models.some((m) => m.anomalies.length),
+    };
+    for (const [cls, shown] of Object.entries(present))
+      this.key.querySelector(`.${cls}`).hidden = !shown;
   }
 
   addPlot(key, metric, model) {
     const caption = h("figcaption", {}, ...this.caption(metric, model));
     const box = h("div", { class: "plot" });
-    const figure = h("figure", { class: "chart", "data-series": labelText(model.series.labels) }, caption, box);
+    const figure = h(
+      "figure",
+      { class: "chart", "data-series": labelText(model.series.labels) },
+      caption,
+      box,
+    );
     this.charts.append(figure);
     const plot = new Plot(box, model);
     plot.figure = figure;
@@ -169,18 +208,27 @@ export class ChartView {
 
   caption(metric, model) {
     const parts = [h("span", { class: "series-name" }, seriesText(metric, model.series.labels))];
-    for (const b of model.bands) parts.push(h("span", { class: "band-text" }, `expected (${b.detector}): ${b.text}`));
+    for (const b of model.bands)
+      parts.push(h("span", { class: "band-text" }, `expected (${b.detector}): ${b.text}`));
     for (const t of model.thresholds) {
-      parts.push(h("span", { class: `threshold-text sev-${t.severity}` }, `${t.rule}: ${t.op} ${num(t.level)}`));
+      parts.push(
+        h(
+          "span",
+          { class: `threshold-text sev-${t.severity}` },
+          `${t.rule}: ${t.op} ${num(t.level)}`,
+        ),
+      );
     }
     const firing = model.alerts.filter((a) => a.state === "firing");
-    if (firing.length) parts.push(h("span", { class: "badge sev-critical" }, `${firing.length} firing`));
+    if (firing.length)
+      parts.push(h("span", { class: "badge sev-critical" }, `${firing.length} firing`));
     return parts;
   }
 
   anomalyTable(anomalies) {
     const rows = [...anomalies].sort((a, b) => b.ts - a.ts).slice(0, MAX_ROWS);
-    if (rows.length === 0) return section("Anomalies in this range", 0, h("p", { class: "empty" }, "None."));
+    if (rows.length === 0)
+      return section("Anomalies in this range", 0, h("p", { class: "empty" }, "None."));
     return section(
       "Anomalies in this range",
       anomalies.length,
@@ -190,7 +238,13 @@ export class ChartView {
         h(
           "thead",
           {},
-          h("tr", {}, ["Time", "Series", "Detector", "Severity", "Value", "Evidence"].map((c) => h("th", { scope: "col" }, c))),
+          h(
+            "tr",
+            {},
+            ["Time", "Series", "Detector", "Severity", "Value", "Evidence"].map((c) =>
+              h("th", { scope: "col" }, c),
+            ),
+          ),
         ),
         h(
           "tbody",

@@ -40,18 +40,17 @@ export function duration(seconds) {
   return h ? `${d} d ${h} h` : `${d} d`;
 }
 
-const timeFmt = new Intl.DateTimeFormat(undefined, {
-  month: "short",
-  day: "numeric",
-  hour: "2-digit",
-  minute: "2-digit",
-  second: "2-digit",
-});
+const pad = (n) => String(n).padStart(2, "0");
 
-/** An epoch-seconds time in the viewer's locale and zone. */
+/**
+ * An epoch-seconds time in the viewer's zone as "2026-01-02 15:04:05". Built by hand: the first
+ * Intl.DateTimeFormat loads time-zone data, which costs more than drawing the first chart.
+ */
 export function time(epochSeconds) {
   if (epochSeconds == null || !Number.isFinite(epochSeconds)) return "–";
-  return timeFmt.format(new Date(epochSeconds * 1000));
+  const d = new Date(epochSeconds * 1000);
+  const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  return `${day} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 /** An epoch-seconds time as RFC 3339 (for <time datetime>). */

@@ -14,7 +14,11 @@ export class OverviewView {
     this.alive = true;
     this.last = null;
     document.title = "Overview · infrawatch";
-    fill(root, h("h1", { class: "visually-hidden" }, "Overview"), h("p", { class: "muted" }, "Loading…"));
+    fill(
+      root,
+      h("h1", { class: "visually-hidden" }, "Overview"),
+      h("p", { class: "muted" }, "Loading…"),
+    );
   }
 
   update() {
@@ -94,7 +98,11 @@ export class OverviewView {
 
   anomalous(series) {
     if (series.length === 0) {
-      return section("Anomalous now", 0, h("p", { class: "empty" }, "Nothing anomalous right now."));
+      return section(
+        "Anomalous now",
+        0,
+        h("p", { class: "empty" }, "Nothing anomalous right now."),
+      );
     }
     return section(
       "Anomalous now",
@@ -102,7 +110,15 @@ export class OverviewView {
       h(
         "table",
         { class: "list" },
-        h("thead", {}, h("tr", {}, ["Series", "Score", "Last", "Last hour"].map((c) => h("th", { scope: "col" }, c)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Series", "Score", "Last", "Last hour"].map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
         h(
           "tbody",
           {},
@@ -196,11 +212,25 @@ function table(columns, rows, empty) {
   return h(
     "table",
     { class: "list" },
-    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        columns.map((c) => h("th", { scope: "col" }, c)),
+      ),
+    ),
     h(
       "tbody",
       {},
-      rows.map((cells) => h("tr", {}, cells.map((c, i) => h(i === 0 ? "th" : "td", i === 0 ? { scope: "row" } : {}, c)))),
+      rows.map((cells) =>
+        h(
+          "tr",
+          {},
+          cells.map((c, i) => h(i === 0 ? "th" : "td", i === 0 ? { scope: "row" } : {}, c)),
+        ),
+      ),
     ),
   );
 }

@@ -158,6 +158,7 @@ export class Plot {
   }
 
   drawBehind(u) {
+    if (this.model.bands.length === 0 && this.model.alerts.length === 0) return;
     const { ctx } = u;
     const { left, top, width, height } = u.bbox;
     ctx.save();
@@ -179,7 +180,8 @@ export class Plot {
       ctx.stroke();
     }
     for (const alert of this.model.alerts) {
-      const end = alert.state === "firing" || alert.ends_at == null ? this.model.until : alert.ends_at;
+      const end =
+        alert.state === "firing" || alert.ends_at == null ? this.model.until : alert.ends_at;
       const x1 = u.valToPos(alert.starts_at, "x", true);
       const x2 = u.valToPos(Math.max(end, alert.starts_at), "x", true);
       ctx.fillStyle = alert.state === "firing" ? this.colors.firing : this.colors.resolved;
@@ -191,6 +193,16 @@ export class Plot {
   }
 
   drawInFront(u) {
+    this.drawThresholds(u);
+    this.placeMarkers(u);
+    if (!firstChartMarked && this.model.series.t.length > 0) {
+      firstChartMarked = true;
+      performance.mark("first-chart"); // read by bench/page.py: time to first chart
+    }
+  }
+
+  drawThresholds(u) {
+    if (this.model.thresholds.length === 0) return;
     const { ctx } = u;
     const { left, top, width, height } = u.bbox;
     const ratio = devicePixelRatio;
@@ -198,9 +210,9 @@ export class Plot {
     ctx.beginPath();
     ctx.rect(left, top, width, height);
     ctx.clip();
-    ctx.font = `${Math.round(11 * ratio)}px system-ui, sans-serif`;
+    const fontPx = Math.round(11 * ratio);
+    ctx.font = `${fontPx}px system-ui, sans-serif`;
     ctx.textAlign = "right";
-    ctx.textBaseline = "bottom";
     for (const t of this.model.thresholds) {
       const y = Math.round(u.valToPos(t.level, "y", true)) + 0.5;
       const color = this.colors[t.severity] || this.colors.critical;
@@ -212,14 +224,13 @@ export class Plot {
       ctx.lineTo(left + width, y);
       ctx.stroke();
       ctx.fillStyle = color;
-      ctx.fillText(`${t.rule} ${t.op} ${num(t.level)}`, left + width - 4 * ratio, y - 2 * ratio);
+      // Above the line, or below it when the line runs along the top edge.
+      const below = y - fontPx - 3 * ratio < top;
+      ctx.textBaseline = below ? "top" : "bottom";
+      const ty = below ? y + 3 * ratio : y - 2 * ratio;
+      ctx.fillText(`${t.rule} ${t.op} ${num(t.level)}`, left + width - 4 * ratio, ty);
     }
     ctx.restore();
-    this.placeMarkers(u);
-    if (!firstChartMarked && this.model.series.t.length > 0) {
-      firstChartMarked = true;
-      performance.mark("first-chart"); // read by bench/page.py: time to first chart
-    }
   }
 
   makeMarkers() {
@@ -246,9 +257,10 @@ export class Plot {
   }
 
   placeMarkers(u) {
-    if (!this.markers) return;
-    const w = u.over.clientWidth;
-    const hgt = u.over.clientHeight;
+    if (!this.markers?.length) return;
+    // The plot's size from uPlot, not from the DOM: reading clientWidth here forces a layout.
+    const w = u.bbox.width / devicePixelRatio;
+    const hgt = u.bbox.height / devicePixelRatio;
     for (const { el, a } of this.markers) {
       const x = u.valToPos(a.ts, "x");
       const y = a.value == null || !Number.isFinite(a.value) ? 8 : u.valToPos(a.value, "y");
@@ -263,13 +275,21 @@ export class Plot {
     const tip = this.tip;
     tip.replaceChildren(
       h("p", { class: "tip-summary" }, a.summary || "anomaly"),
-      h("p", { class: "tip-meta" }, [...new Set([a.detector, a.rule, a.severity, a.status])].filter(Boolean).join(" · ")),
-      h("p", { class: "tip-meta" }, `${time(a.ts)} · value ${num(a.value)} · score ${num(a.score)}`),
+      h(
+        "p",
+        { class: "tip-meta" },
+        [...new Set([a.detector, a.rule, a.severity, a.status])].filter(Boolean).join(" · "),
+      ),
+      h(
+        "p",
+        { class: "tip-meta" },
+        `${time(a.ts)} · value ${num(a.value)} · score ${num(a.score)}`,
+      ),
     );
     tip.hidden = false;
     const x = parseFloat(el.style.left) || 0;
     const y = parseFloat(el.style.top) || 0;
-    const flip = x > this.u.over.clientWidth / 2;
+    const flip = x > this.u.bbox.width / devicePixelRatio / 2;
     tip.classList.toggle("flip", flip);
     // Beside the marker, not over it: the spike under the marker stays in view.
     tip.style.left = `${flip ? x - 14 : x + 14}px`;

@@ -81,7 +81,11 @@ export class SeriesView {
   table(series) {
     const count = series.length >= LIMIT ? `${LIMIT}+` : series.length;
     if (series.length === 0) {
-      return section("Matching series", 0, h("p", { class: "empty" }, "No series match these filters."));
+      return section(
+        "Matching series",
+        0,
+        h("p", { class: "empty" }, "No series match these filters."),
+      );
     }
     return section(
       "Matching series",
@@ -92,7 +96,13 @@ export class SeriesView {
         h(
           "thead",
           {},
-          h("tr", {}, ["Series", "Last", "Age", "Score", "Last hour"].map((c) => h("th", { scope: "col" }, c))),
+          h(
+            "tr",
+            {},
+            ["Series", "Last", "Age", "Score", "Last hour"].map((c) =>
+              h("th", { scope: "col" }, c),
+            ),
+          ),
         ),
         h(
           "tbody",
