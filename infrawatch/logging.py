@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import sys
 from typing import Any, Literal
 
@@ -35,6 +37,25 @@ def _rename_logger(_: Any, __: str, event_dict: structlog.typing.EventDict) -> A
     return event_dict
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float spelled as Prometheus spells it ("NaN", "+Inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_line(event_dict: Any, **kw: Any) -> str:
+    """One JSON object per log line; a NaN or infinity in a field never makes it invalid JSON."""
+    try:
+        return json.dumps(event_dict, allow_nan=False, **kw)
+    except ValueError:
+        return json.dumps(_finite(event_dict), allow_nan=False, **kw)
+
+
 def configure(
     level: str = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: Any = None
 ) -> None:
@@ -44,7 +65,7 @@ def configure(
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=stream.isatty())
         if use_console
-        else structlog.processors.JSONRenderer()
+        else structlog.processors.JSONRenderer(serializer=json_line)
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -4,6 +4,7 @@ webhook that is down then back (exactly once by id, counted backoff), Alertmanag
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from infrawatch.alerting import delivery
-from infrawatch.alerting.config import AlertingConfig
+from infrawatch.alerting.config import AlertingConfig, RetryConfig
 from infrawatch.alerting.service import AlertService
 from infrawatch.alerting.sinks.base import DeliveryResult, post
 from infrawatch.model import Anomaly, make_labels
@@ -491,3 +492,13 @@ async def test_given_up_after_max_attempts_counted_once_not_as_a_retry(tmp_path:
             assert failed["reason"].startswith("3 failed attempts")
     finally:
         await hook.stop()
+
+
+def test_backoff_after_a_day_of_probes_stays_at_the_cap() -> None:
+    # A day-long outage probed every 30 s is ~3,000 failures in a row: 2.0 ** 3000 overflows.
+    rng = random.Random(7)
+    retry = RetryConfig()
+    for failures in (1, 20, 1100, 3000):
+        delay = delivery.backoff_delay(failures, retry, rng, cap=30.0)
+        assert 0.5 <= delay <= 30.0
+    assert 150.0 <= delivery.backoff_delay(3000, retry, rng) <= 300.0

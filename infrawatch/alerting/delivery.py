@@ -58,7 +58,8 @@ def backoff_delay(
     previous step's upper half.
     """
     cap = cfg.max_delay if cap is None else cap
-    # min() before the power would overflow: a large multiplier reaches the cap in few steps.
+    # A sink's failure streak has no bound (a day-long outage probed every 30 s): the power
+    # overflows a float long after it passed the cap.
     exponent = max(0, failures - 1)
     try:
         grown = cfg.initial_delay * float(cfg.multiplier) ** exponent

@@ -54,7 +54,10 @@ class OutboxItem:
     payload: dict[str, Any]
     created_at: float
     attempts: int = 0
-    failures: int = 0
+    failures: int = 0  # counted toward max_attempts
+    # Epoch s when the item's own retry step is due: a failure before it (a probe of a sink
+    # already known to be down) does not count toward max_attempts. When the sink is tried is
+    # the sink worker's business.
     next_attempt_at: float = 0.0
 
 

@@ -130,8 +130,9 @@ async def post(
         return DeliveryResult("retry", detail=f"timed out after {timeout:g}s")
     except aiohttp.ClientError as exc:
         # Most aiohttp messages name only host:port, but some (an invalid URL) quote the whole
-        # URL: the token in a webhook's path or a password must not reach the log.
-        return DeliveryResult("retry", detail=redact(_short(describe(exc)), secret_parts(url)))
+        # URL: the token in a webhook's path or a password must not reach the log. Redacted
+        # before it is shortened, so a cut cannot leave half a token that no longer matches.
+        return DeliveryResult("retry", detail=_short(redact(describe(exc), secret_parts(url))))
 
 
 def _short(text: str) -> str:
