@@ -22,12 +22,17 @@ RUN groupadd --system --gid 10001 infrawatch \
 COPY --from=build /opt/venv /opt/venv
 # Configuration: INFRAWATCH_* variables, or a TOML file mounted at
 # /etc/infrawatch/infrawatch.toml (read automatically when present). The database goes to
-# $STATE_DIRECTORY (the volume) unless storage.path says otherwise. The two INFRAWATCH_*
+# $STATE_DIRECTORY (the volume) unless storage.path says otherwise. The INFRAWATCH_*
 # variables below are environment, so they win over a mounted file: change them with -e.
+# The container's own interfaces are all 0.0.0.0 reaches: who gets to the port is decided by
+# `docker run -p` or the pod's network, so the image says so explicitly instead of refusing
+# to start. http.basic_auth_users in a mounted file turns passwords on whatever this says
+# (docs/operations.md, "Exposing the server").
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     STATE_DIRECTORY=/var/lib/infrawatch \
     INFRAWATCH_HTTP__LISTEN=0.0.0.0:9464 \
+    INFRAWATCH_HTTP__ALLOW_UNAUTHENTICATED=true \
     INFRAWATCH_LOGGING__FORMAT=json
 VOLUME ["/var/lib/infrawatch"]
 EXPOSE 9464

@@ -304,8 +304,8 @@ class SinkWorker:
                 error=describe(exc),
             )
         if at_doubling(self._failures):
-            # One line per doubling of the failure streak: a receiver down for an hour and
-            # probed every 30 s logs a dozen lines, and `sink.recovered` sums it up.
+            # One line per doubling of the failure streak: a receiver down for an hour (some
+            # 120 probes) logs 7 lines, and `sink.recovered` sums the outage up.
             log.warning(
                 "sink.retry",
                 sink=self.sink.name,

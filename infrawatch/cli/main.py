@@ -220,6 +220,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             shown = f"{shown} ({format_duration(value)})"
         print(f"{path:<{width}}  {shown}  [{origin}]")
     print("configuration is valid")
+    from infrawatch.web.security import check_lines
+
+    # How the HTTP server is exposed: beyond loopback, with or without auth and TLS.
+    for line in check_lines(loaded.settings.http):
+        print(line)
     from infrawatch.alerting.check import report as alerting_report
 
     if not alerting_report(loaded.settings.alerting, send_test=args.send_test):

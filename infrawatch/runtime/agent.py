@@ -169,6 +169,11 @@ class Agent:
                 pipeline=self.pipeline,
                 alerts=self.alert_service,
                 reloader=self.reloader,
+                database=self.settings.storage.path,
+                queue_capacity=self.settings.agent.queue_size,
+                # Read live: a reload replaces the settings and the threshold rules with them.
+                rules=lambda: self.settings.analysis.threshold,
+                started=self.started_at,
             )
             self.http = await stack.enter_async_context(HttpServer(view, self.settings.http))
         log.info(

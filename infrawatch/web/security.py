@@ -156,25 +156,25 @@ def check_lines(config: HttpConfig) -> list[str]:
     if not config.enabled:
         return []
     lines = []
-    open_to = "" if is_loopback(config.host) else f" on {config.listen}, beyond loopback,"
+    beyond = not is_loopback(config.host)
+    where = f"listening on {config.listen} (beyond loopback)"
     if config.basic_auth_users:
-        users = len(config.basic_auth_users)
+        count = len(config.basic_auth_users)
+        auth = f"basic auth for {count} user{'s' if count != 1 else ''}"
         lines.append(
-            f"http: basic auth for {users} user{'s' if users != 1 else ''}{open_to} on every"
-            " path but /healthz and /readyz"
+            f"http: {where + ', ' if beyond else ''}{auth} on every path but /healthz and /readyz"
         )
-        if open_to and config.tls_cert_file is None:
+        if beyond and config.tls_cert_file is None:
             lines.append(
                 "http: warning: no TLS (http.tls_cert_file): passwords cross the network in"
                 " clear text"
             )
-    elif open_to:
+    elif beyond:
         lines.append(
-            f"http: warning: serving{open_to} without authentication"
-            " (http.allow_unauthenticated = true)"
+            f"http: warning: {where} without authentication (http.allow_unauthenticated = true)"
         )
     if config.tls_cert_file is not None:
-        lines.append(f"http: TLS with {config.tls_cert_file} (TLS 1.2 or newer)")
+        lines.append(f"http: TLS 1.2 or newer with {config.tls_cert_file}")
     return lines
 
 

@@ -14,8 +14,12 @@ import {
   seriesText,
   time,
 } from "./format.js";
-import { Plot } from "./plot.js";
 import { chartLink, RANGES, rangeOf, seriesLink } from "./route.js";
+
+// uPlot is evaluated only when a chart is shown, and while the chart's data is on its way: the
+// overview never pays for it, and the first chart doesn't wait for data *and then* for uPlot.
+let plotModule = null;
+const loadPlot = () => (plotModule ??= import("./plot.js"));
 
 const POINTS = 1000;
 const MAX_CHARTS = 20;
@@ -115,12 +119,14 @@ export class ChartView {
     if (!this.metric) return;
     const range = this.range;
     const label = labelFilters(this.labels);
-    const [samples, anomalies, alerts] = await Promise.all([
+    const [samples, anomalies, alerts, { Plot }] = await Promise.all([
       get("samples", { metric: this.metric, label, since: range, points: POINTS }),
       get("anomalies", { metric: this.metric, label, since: range, limit: 1000 }),
       get("alerts"),
+      loadPlot(),
     ]);
     if (!this.alive || range !== this.range) return;
+    this.Plot = Plot;
     this.show(samples, anomalies, alerts);
   }
 
@@ -200,7 +206,7 @@ export class ChartView {
       box,
     );
     this.charts.append(figure);
-    const plot = new Plot(box, model);
+    const plot = new this.Plot(box, model);
     plot.figure = figure;
     plot.caption = caption;
     this.plots.set(key, plot);
