@@ -32,11 +32,13 @@ run: $(STAMP)
 test-deps:
 	@scripts/install-test-deps.sh
 
+# mypy checks the package (strict) and tests/, bench/, scripts/; pytest ends with a coverage
+# report of the package (in-process code only: see [tool.coverage.run] in pyproject.toml).
 test: $(DEV_STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -72,5 +74,5 @@ vendor-uplot:
 	echo "vendored uPlot $$(cat $(UPLOT_DIR)/VERSION) into $(UPLOT_DIR)"
 
 clean:
-	rm -rf $(VENV) .venv-glances build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-glances build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -27,12 +27,10 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nab_score
-from baseline_gaussian import GaussianBaseline
-
+from bench import nab_score
+from bench.baseline_gaussian import GaussianBaseline
 from infrawatch.detect import build_detectors
 from infrawatch.detect.base import Detector
 from infrawatch.detect.config import AnalysisConfig

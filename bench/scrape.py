@@ -70,13 +70,18 @@ def serve(series: int, database: str, detectors: bool) -> None:
                 for i in range(series)
             ]
 
-    settings = Settings(
-        storage={"path": database},
-        http={"listen": "127.0.0.1:0"},
-        host={"enabled": False},
-        logging={"level": "info", "format": "json"},
-        # Detector state adds two samples per series (anomalous, statistic) when enabled.
-        analysis={} if detectors else {"zscore": {"enabled": False}, "novelty": {"enabled": False}},
+    # As a TOML file would give it (and without the environment's INFRAWATCH_* variables).
+    settings = Settings.model_validate(
+        {
+            "storage": {"path": database},
+            "http": {"listen": "127.0.0.1:0"},
+            "host": {"enabled": False},
+            "logging": {"level": "info", "format": "json"},
+            # Detector state adds two samples per series (anomalous, statistic) when enabled.
+            "analysis": (
+                {} if detectors else {"zscore": {"enabled": False}, "novelty": {"enabled": False}}
+            ),
+        }
     )
     iw_logging.configure("info", "json")
     asyncio_run(Agent(settings, producers=[Synthetic()]).serve())
@@ -118,9 +123,7 @@ def measure(name: str, url: str, pid: int, scrapes: int) -> dict[str, object]:
     return out
 
 
-def wait_http(
-    url: str, accept: Callable[[str], bool] | None = None, limit: float = 60.0
-) -> str:
+def wait_http(url: str, accept: Callable[[str], bool] | None = None, limit: float = 60.0) -> str:
     """GET `url` until it answers 200 (and `accept(text)` holds); bounded."""
     deadline = time.monotonic() + limit
     while True:

@@ -43,6 +43,7 @@ from pydantic_settings import (
 
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.collectors.aws_config import CloudConfig
+from infrawatch.collectors.scrape_config import ScrapeTargets, TextfileConfig
 from infrawatch.detect.config import AnalysisConfig
 from infrawatch.units import ConfigModel, FsPath, Seconds, is_duration
 
@@ -233,6 +234,8 @@ class Settings(BaseSettings):
     alerting: AlertingConfig = AlertingConfig()
     cloud: CloudConfig = CloudConfig()
     http: HttpConfig = HttpConfig()
+    scrape: ScrapeTargets = Field(default_factory=list)
+    textfile: TextfileConfig = TextfileConfig()
 
     @classmethod
     def settings_customise_sources(

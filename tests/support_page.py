@@ -1,7 +1,7 @@
 """A fake agent API and a page server for the status-page tests and bench/page.py.
 
 `FakeApi` answers /api/v1/{status,series,samples,anomalies,alerts} from fixture data in the
-shapes of the issue-12 API contract (docs/api.md once the API lands). It is a stand-in for the
+shapes of the issue-12 API contract the real API implements. It is a stand-in for the
 page's tests only: the real API has its own tests, and the page's test against the real agent
 replaces this once the server serves both. `PageServer` runs the real static routes
 (infrawatch.web.static_files) plus the fake API in a real aiohttp server on 127.0.0.1:0, on its
@@ -25,7 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from infrawatch.storage.read import NotFound, QueryError, parse_labels, parse_time
-from infrawatch.web.static_files import CONTENT_SECURITY_POLICY, static_routes
+from infrawatch.web.security import secure
+from infrawatch.web.static_files import static_routes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HOUR = 3600.0
@@ -108,6 +109,7 @@ class FakeApi:
         self.bands: dict[str, list[dict[str, Any]]] = {}  # metric → bands
         self.interval_seconds = 10.0
         self.requests: list[str] = []  # "path?query" of every API request, in order
+        self.extra_routes: dict[str, Handler] = {}  # served beside the API (bench/page.py's)
         self._cache: dict[tuple[int, float, float, int], Any] = {}
 
     # -- fixture building ------------------------------------------------------------------------
@@ -198,6 +200,7 @@ class FakeApi:
             "/api/v1/samples": self._samples,
             "/api/v1/anomalies": self._anomalies,
             "/api/v1/alerts": self._alerts,
+            **self.extra_routes,
         }
 
     def status(self) -> dict[str, Any]:
@@ -483,6 +486,17 @@ def demo_api(now: float, *, seed: int = 7) -> FakeApi:
             FakeSeries("system.disk.io", labels, *_history(now, span, step, disk(direction)))
         )
     disks["write"].scores = {"zscore": 0.2, "novelty": 0.31}
+    # A rule that watches one series of the metric. `labels` (the rule's matchers) goes beyond
+    # the contract's per-metric thresholds: the page draws such a level only where it applies.
+    api.thresholds["system.disk.io"] = [
+        {
+            "rule": "disk-write-high",
+            "severity": "warning",
+            "level": 300e6,
+            "op": ">",
+            "labels": {"direction": "write"},
+        }
+    ]
     api.bands["system.disk.io"] = [
         {
             "labels": {"device": "sda", "direction": "write"},
@@ -537,10 +551,9 @@ def demo_api(now: float, *, seed: int = 7) -> FakeApi:
 async def _security_headers(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """The headers issue 12 asks of every answer (the real server sets them the same way)."""
+    """The real server's headers on every answer (CSP, nosniff, no-store unless a route caches)."""
     response = await handler(request)
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    secure(response.headers)
     return response
 
 

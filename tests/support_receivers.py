@@ -166,6 +166,13 @@ def validate_discord(body: Any) -> list[str]:
                 errors.append(f"embeds[{i}].fields[{j}].value length {ulen(value)} not in 1..1024")
         if "color" in e and not 0 <= e["color"] <= 0xFFFFFF:
             errors.append(f"embeds[{i}].color out of range")
+        url = e.get("url")  # not counted in the 6000; Discord: "Must be 2048 or fewer in length"
+        if url is not None and (
+            not isinstance(url, str) or not url.startswith(("http://", "https://"))
+        ):
+            errors.append(f"embeds[{i}].url is not an http(s) URL")
+        elif url is not None and len(url) > 2048:
+            errors.append(f"embeds[{i}].url {len(url)} > 2048")
     if total > 6000:
         errors.append(f"embeds total {total} > 6000")
     return errors

@@ -139,18 +139,22 @@ def test_label_keys_are_snake_case() -> None:
 )
 def test_invalid_config_is_rejected_with_a_reason(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        AwsConfig(enabled=True, **values)
+        AwsConfig.model_validate({"enabled": True, **values})
 
 
 def test_config_accepts_documented_shapes() -> None:
-    config = AwsConfig(
-        enabled=True,
-        regions=["us-east-1", "eu-west-1", "us-east-1"],
-        period=60,
-        poll_interval="1m",
-        shard="2/3",
-        ec2_metrics={"CPUUtilization": ["p99", "Average"]},
-        metrics=[{"namespace": "AWS/RDS", "name": "FreeStorageSpace", "dimensions": {"A": "b"}}],
+    config = AwsConfig.model_validate(
+        {
+            "enabled": True,
+            "regions": ["us-east-1", "eu-west-1", "us-east-1"],
+            "period": 60,
+            "poll_interval": "1m",
+            "shard": "2/3",
+            "ec2_metrics": {"CPUUtilization": ["p99", "Average"]},
+            "metrics": [
+                {"namespace": "AWS/RDS", "name": "FreeStorageSpace", "dimensions": {"A": "b"}}
+            ],
+        }
     )
     assert config.regions == ["us-east-1", "eu-west-1"]
     assert (config.shard_index, config.shard_count) == (2, 3)

@@ -119,8 +119,11 @@ def test_example_config_loads_and_documents_every_field() -> None:
     for path in _leaf_paths(Settings):
         section, _, key = path.rpartition(".")
         table = re.escape(section).replace(r"\.", r"\.")
-        # The key appears (set or commented out) after its section's header.
+        # The key appears (set or commented out) after its section's header; a top-level key
+        # (the [[scrape]] list) anywhere, as a comment.
         pattern = rf"^\[{table}\][\s\S]*?^#?\s*{re.escape(key)}\s*="
+        if not section:
+            pattern = rf"^#?\s*{re.escape(key)}\s*="
         assert re.search(pattern, text, re.MULTILINE), f"{path} is not documented"
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-import nab_score
-from nab_score import FileScores, report, sigma, sweep
+from bench import nab_score
+from bench.nab_score import FileScores, report, sigma, sweep
 
 N = 1000  # rows per file: probation = 150
 WINDOWS = [(300, 349), (700, 749)]

@@ -8,8 +8,16 @@ browser serves the whole module; each test gets a fresh context (no shared cache
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import gzip
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +28,8 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
-from infrawatch.web.static_files import CONTENT_SECURITY_POLICY, servable, static_routes
+from infrawatch.web.security import CONTENT_SECURITY_POLICY
+from infrawatch.web.static_files import servable, static_routes
 from tests.support_page import HOUR, FakeApi, PageServer, demo_api, page_app, serve_page
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -171,6 +180,9 @@ async def test_static_files_are_served_with_types_validators_and_compression() -
         assert status == 200
         assert headers["content-type"] == "text/html; charset=utf-8"
         assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "default-src 'self'" in CONTENT_SECURITY_POLICY
+        assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+        assert "unsafe" not in CONTENT_SECURITY_POLICY
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["cache-control"] == "no-cache"
         assert b'<script type="module" src="static/app.js">' in body
@@ -346,7 +358,7 @@ def test_firing_alert_is_in_the_overview_and_its_link_opens_its_chart(
     wait_for_chart(tab)
     expect(tab.get_by_role("heading", level=1)).to_have_text("system.memory.utilization")
     caption = tab.locator("figure.chart figcaption")
-    expect(caption).to_contain_text("memory-high: > 0.8")
+    expect(caption).to_contain_text("memory-high (warning) > 0.8")
     expect(caption).to_contain_text("1 firing")
     expect(caption).to_contain_text("expected (zscore)")
     watch.assert_clean()
@@ -388,6 +400,10 @@ def test_deep_links_restore_the_view(page: tuple[Page, Watch]) -> None:
     # Without the label, both series of the metric, their cursors synced.
     tab.goto("/#/chart?metric=system.disk.io&range=24h")
     wait_for_chart(tab, 2)
+    # A threshold that names its rule's label matchers is drawn only where the rule applies.
+    captions = tab.locator("figure.chart figcaption")
+    expect(captions.nth(1)).to_contain_text("disk-write-high (warning) > 300M")
+    expect(captions.nth(0)).not_to_contain_text("disk-write-high")
     box = tab.locator(".u-over").first.bounding_box()
     assert box is not None
     tab.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -426,3 +442,89 @@ def test_refresh_runs_at_the_interval_and_pauses_while_hidden(
     finally:
         api.interval_seconds = 10.0
     watch.assert_clean()
+
+
+# -- against the real agent ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[str]:
+    """`infrawatch run` sampling this host every second; yields the page's URL."""
+    config = tmp_path / "infrawatch.toml"
+    config.write_text(
+        f'[storage]\npath = "{tmp_path / "agent.db"}"\n'
+        '[http]\nlisten = "127.0.0.1:0"\n'
+        "[host]\ninterval = 1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAWATCH_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "infrawatch",
+            "run",
+            "--config",
+            str(config),
+            "--log-format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    port = None
+    lines: list[str] = []
+    for line in proc.stdout:  # the agent logs where it listens; pytest-timeout bounds the wait
+        lines.append(line)
+        with contextlib.suppress(json.JSONDecodeError):
+            event = json.loads(line)
+            if event.get("event") == "http.listening":
+                port = event["port"]
+                break
+    if port is None:
+        pytest.fail("the agent exited before listening:\n" + "".join(lines[-20:]))
+    # Keep reading its log, or a full pipe would stall the agent.
+    drain = threading.Thread(target=lambda: collections.deque(proc.stdout or [], maxlen=0))
+    drain.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        drain.join(timeout=5)
+        proc.stdout.close()
+        assert code == 0
+
+
+def test_page_works_against_the_real_agent(browser: Browser, agent: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=agent)
+    tab = context.new_page()
+    watch = Watch()
+    tab.on("console", lambda m: watch.console.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda exc: watch.errors.append(str(exc)))
+    tab.on("requestfailed", lambda r: watch.failed.append(f"{r.url}: {r.failure}"))
+    tab.on(
+        "response",
+        lambda r: watch.failed.append(f"{r.url}: {r.status}") if r.status >= 400 else None,
+    )
+    tab.add_init_script(CSP_LISTENER)
+    try:
+        response = tab.goto("/")
+        assert response is not None
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        expect(tab.locator("#status")).to_contain_text("Uptime")
+        expect(tab.locator("section[aria-labelledby='s-producers'] tbody tr")).to_have_count(1)
+
+        tab.goto("/#/series?match=system.memory.utilization")
+        link = tab.get_by_role("link", name="system.memory.utilization")
+        link.wait_for(timeout=20_000)  # the first host tick is stored within ~2 intervals
+        link.click()
+        wait_for_chart(tab)
+        with tab.expect_request(api_call("samples", since="7d")):
+            tab.get_by_role("button", name="7d").click()
+        watch.assert_clean()
+        assert csp_violations(tab) == []
+    finally:
+        context.close()

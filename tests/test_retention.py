@@ -50,8 +50,8 @@ async def test_delete_expired_refuses_unknown_tables(tmp_path: Path) -> None:
 
 async def test_each_table_keeps_its_own_retention(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
-    config = StorageConfig(
-        path=path, retention="2d", rollup_1m_retention="5d", rollup_1h_retention="9d"
+    config = StorageConfig.model_validate(
+        {"path": path, "retention": "2d", "rollup_1m_retention": "5d", "rollup_1h_retention": "9d"}
     )
     async with Store(path) as store:
         # One sample every 6 hours for 12 days; each is rolled up while it is still raw.
@@ -123,8 +123,8 @@ def _anomaly(name: str, ts: float) -> Anomaly:
 
 async def test_old_anomalies_and_orphan_series_go_and_writes_go_on(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
-    config = StorageConfig(
-        path=path, retention="1d", rollup_1m_retention="1d", rollup_1h_retention="2d"
+    config = StorageConfig.model_validate(
+        {"path": path, "retention": "1d", "rollup_1m_retention": "1d", "rollup_1h_retention": "2d"}
     )
     async with Store(path) as store:
         old = NOW - 10 * DAY

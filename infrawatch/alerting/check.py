@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.engine import rfc3339
@@ -43,8 +44,9 @@ def _warnings(cfg: AlertingConfig) -> dict[str, list[str]]:
     return out
 
 
-def test_payload(sink: str) -> dict[str, Any]:
-    """A notification document with one clearly-labelled test alert."""
+def test_payload(sink: str, external_url: str | None) -> dict[str, Any]:
+    """A notification document with one clearly-labelled test alert; with `external_url` its
+    link opens the page's overview (a test alert has no series to chart)."""
     now = time.time()
     nid = new_notification_id()
     alert = {
@@ -54,7 +56,7 @@ def test_payload(sink: str) -> dict[str, Any]:
         "startsAt": rfc3339(now),
         "endsAt": rfc3339(now + 300),
         "fingerprint": "0000000000000000",
-        "generatorURL": "",
+        "generatorURL": external_url or "",
         "flapping": False,
     }
     return {
@@ -67,10 +69,19 @@ def test_payload(sink: str) -> dict[str, Any]:
         "groupLabels": {},
         "commonLabels": alert["labels"],
         "commonAnnotations": alert["annotations"],
-        "externalURL": "",
+        "externalURL": external_url or "",
         "alerts": [alert],
         "createdAt": rfc3339(now),
     }
+
+
+def _links(external_url: str | None) -> str:
+    if external_url is None:
+        return "off (set alerting.external_url to the page's address)"
+    host = URL(external_url).host or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return f"{external_url} (warning: loopback, opens only on this machine)"
+    return external_url
 
 
 async def _send_tests(cfg: AlertingConfig) -> dict[str, str]:
@@ -78,7 +89,7 @@ async def _send_tests(cfg: AlertingConfig) -> dict[str, str]:
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         for sink_cfg in effective_sinks(cfg):
             sink = build_sink(sink_cfg, session)
-            payload = test_payload(sink.name)
+            payload = test_payload(sink.name, cfg.external_url)
             result = await sink.send(payload["id"], payload)
             status = f" (HTTP {result.status})" if result.status else ""
             detail = f": {result.detail}" if result.detail and result.outcome != "ok" else ""
@@ -91,6 +102,7 @@ def report(cfg: AlertingConfig, *, send_test: bool) -> bool:
     routes = build_routes(cfg, [s.name for s in effective_sinks(cfg)])
     warnings = _warnings(cfg)
     print("alerting sinks:")
+    print(f"  chart links in notifications: {_links(cfg.external_url)}")
     ok = True
     for sink_cfg in effective_sinks(cfg):
         via = [r.name for r in routes if sink_cfg.name in r.sinks]

@@ -168,6 +168,32 @@ class AlertingConfig(ConfigModel):
     # Labels added to every alert sent, like Prometheus' external_labels (an alert's own labels
     # win). `host` is this machine's hostname unless set here ("" leaves it out).
     external_labels: dict[str, str] = Field(default_factory=dict)
+    # Where people open this agent's page (like Alertmanager's --web.external-url): every
+    # notification links to its series' chart there. None: no links (http.listen is usually
+    # loopback, and a link to 127.0.0.1 opens nothing on the reader's machine).
+    external_url: str | None = None
+
+    @field_validator("external_url")
+    @classmethod
+    def _page_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Not a secret, but it is sent in every notification: the checks name the problem
+        # without needing to quote it.
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        try:
+            parsed = URL(value)
+            valid = bool(parsed.host) and parsed.port is not None
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError("invalid URL (check its host and port)")
+        if parsed.user is not None or parsed.password is not None:
+            raise ValueError("no user or password: the URL is shown to whoever reads an alert")
+        if parsed.query_string or parsed.fragment or "?" in value or "#" in value:
+            raise ValueError("no ?query or #fragment: links add the page's own #/chart?…")
+        return value.rstrip("/") + "/"
 
     def sent_labels(self) -> dict[str, str]:
         """The external labels as sent: `host` filled in, empty values left out."""

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.fingerprint import alert_labels, fingerprint, series_of_alert
+from infrawatch.alerting.links import alert_chart_url
 from infrawatch.alerting.routing import Route, build_routes, build_silences, match_routes
 from infrawatch.logging import get_logger
 from infrawatch.model import Anomaly, SeriesKey
@@ -61,18 +62,34 @@ class AlertRecord:
         """The state notifications show: flapping hides the individual flips."""
         return "flapping" if self.flapping else self.state
 
-    def as_payload(self, external_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    def as_payload(
+        self,
+        external_labels: dict[str, str] | None = None,
+        *,
+        external_url: str | None = None,
+        now: float | None = None,
+    ) -> dict[str, Any]:
         """The alert in Alertmanager webhook (v4) shape, plus `flapping`; `external_labels`
-        are added where the alert has no label of that name."""
+        are added where the alert has no label of that name. With `external_url`,
+        `generatorURL` links to the series' chart around the alert as of `now` (epoch s, the
+        notification time; default: the alert's last change), as Prometheus links its graph."""
         status = "resolved" if self.shown == "resolved" else "firing"
+        ends = self.ends_at if status == "resolved" and self.ends_at else None
+        link = alert_chart_url(
+            external_url,
+            self.labels,
+            self.starts_at,
+            ends,
+            self.updated_at if now is None else now,
+        )
         return {
             "status": status,
             "labels": {**(external_labels or {}), **self.labels},
             "annotations": dict(self.annotations),
             "startsAt": rfc3339(self.starts_at),
-            "endsAt": rfc3339(self.ends_at) if status == "resolved" and self.ends_at else ZERO_TIME,
+            "endsAt": rfc3339(ends) if ends is not None else ZERO_TIME,
             "fingerprint": self.fingerprint,
-            "generatorURL": "",
+            "generatorURL": link,
             "flapping": self.flapping,
         }
 
@@ -101,6 +118,7 @@ class Notification:
     alerts: list[dict[str, Any]]
     truncated: int
     created_at: float
+    external_url: str | None = None
 
     def payload(self, notification_id: str, receiver: str) -> dict[str, Any]:
         """The versioned JSON document stored in the outbox and sent to webhooks."""
@@ -116,7 +134,7 @@ class Notification:
             "groupLabels": self.group_labels,
             "commonLabels": common_labels,
             "commonAnnotations": common_annotations,
-            "externalURL": "",
+            "externalURL": self.external_url or "",
             "alerts": self.alerts,
             "createdAt": rfc3339(self.created_at),
         }
@@ -360,9 +378,13 @@ class Engine:
             group_key=group.key,
             group_labels=dict(group.labels),
             status="firing" if firing else "resolved",
-            alerts=[rec.as_payload(self.external_labels) for rec in shown[:limit]],
+            alerts=[
+                rec.as_payload(self.external_labels, external_url=self.cfg.external_url, now=now)
+                for rec in shown[:limit]
+            ],
             truncated=max(0, len(shown) - limit),
             created_at=now,
+            external_url=self.cfg.external_url,
         )
 
     # -- bookkeeping -----------------------------------------------------------------------

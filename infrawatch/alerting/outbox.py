@@ -16,6 +16,7 @@ from typing import Any
 from infrawatch.alerting.engine import _TOLD_FIRING, AlertRecord
 from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.detect.restore import FiringRule
+from infrawatch.jsontext import dumps
 from infrawatch.model import Severity
 from infrawatch.storage.store import Store
 
@@ -62,7 +63,7 @@ class OutboxItem:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _alert_row(rec: AlertRecord) -> tuple[Any, ...]:

@@ -3,11 +3,19 @@
 Lengths are counted in UTF-16 code units (what JavaScript's `.length` counts; never fewer than
 code points), so a message fits whichever way the receiver counts. Whatever is cut is said in
 the message itself ("… 3 more alerts not shown").
+
+An alert's chart link (`generatorURL`, made when `alerting.external_url` is set) is never cut: a
+cut URL opens the wrong chart or none. One too long for the field it goes in is left out, and
+that is logged once per kind of message.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from infrawatch.logging import get_logger
+
+log = get_logger("infrawatch.alerting")
 
 DISCORD_CONTENT = 2000
 DISCORD_EMBEDS = 10
@@ -18,11 +26,15 @@ DISCORD_FIELD_NAME = 256
 DISCORD_FIELD_VALUE = 1024
 DISCORD_FOOTER = 2048
 DISCORD_TOTAL = 6000
+DISCORD_URL = 2048  # an embed's url (Discord answers 400 "Must be 2048 or fewer in length")
 
 SLACK_BLOCKS = 50
 SLACK_SECTION_TEXT = 3000
 SLACK_HEADER_TEXT = 150
 SLACK_FALLBACK_TEXT = 3000
+# A link's markup may take half a section: the alert's own text keeps the other half.
+SLACK_LINK = SLACK_SECTION_TEXT // 2
+SLACK_LINK_TEXT = "Open chart"
 
 COLORS = {"critical": 0xE74C3C, "warning": 0xF39C12, "info": 0x3498DB}
 COLOR_RESOLVED = 0x2ECC71
@@ -55,6 +67,34 @@ def truncate(text: str, limit: int) -> str:
             return text[:i] + ELLIPSIS
         used += width
     return text  # pragma: no cover - unreachable: ulen(text) > limit
+
+
+_links_left_out: set[str] = set()  # kinds of message that dropped a link (logged once each)
+
+
+def chart_link(alert: dict[str, Any]) -> str:
+    """The alert's chart URL (`generatorURL`), or "" when it has none that is http(s)."""
+    url = alert.get("generatorURL")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return ""
+    return url
+
+
+def _too_long(kind: str, length: int, limit: int) -> bool:
+    """Whether a link of `length` UTF-16 units exceeds `limit`; the first time for each kind
+    of message (discord, slack) this is logged: it will likely recur for the same series."""
+    if length <= limit:
+        return False
+    if kind not in _links_left_out:
+        _links_left_out.add(kind)
+        log.warning(
+            "alert.link_left_out",
+            message=kind,
+            length=length,
+            limit=limit,
+            hint="the series' labels make its chart link too long for this field",
+        )
+    return True
 
 
 def _nonblank(text: str, fallback: str = "(empty)") -> str:
@@ -98,6 +138,10 @@ def _discord_embed(alert: dict[str, Any], budget: int) -> tuple[dict[str, Any], 
     if title:
         embed["title"] = title
         used += ulen(title)
+        # The title links to the chart; an embed's url does not count toward its 6000.
+        link = chart_link(alert)
+        if link and not _too_long("discord", ulen(link), DISCORD_URL):
+            embed["url"] = link
     footer = truncate(f"fingerprint {clean(alert.get('fingerprint', ''))}", DISCORD_FOOTER)
     if used + ulen(footer) <= budget:
         embed["footer"] = {"text": footer}
@@ -185,7 +229,16 @@ def _slack_section(alert: dict[str, Any]) -> dict[str, Any]:
         lines.append(slack_escape(summary))
     lines.append(" ".join(f"`{slack_escape(k)}={slack_escape(v)}`" for k, v in labels.items()))
     lines.extend(f"{slack_escape(k)}: {slack_escape(v)}" for k, v in annotations.items())
-    text = _slack_truncate("\n".join(line for line in lines if line), SLACK_SECTION_TEXT)
+    url = chart_link(alert)
+    # "&" in the URL is escaped like any text ("&amp;"); Slack unescapes it inside <…|…>. The
+    # link goes last, after the cut: the alert's text makes room for it, never the reverse.
+    link = f"<{slack_escape(url)}|{SLACK_LINK_TEXT}>" if url else ""
+    if link and _too_long("slack", ulen(link), SLACK_LINK):
+        link = ""
+    room = SLACK_SECTION_TEXT - (ulen(link) + 1 if link else 0)
+    text = _slack_truncate("\n".join(line for line in lines if line), room)
+    if link:
+        text = f"{text}\n{link}" if text.strip() else link
     return {"type": "section", "text": {"type": "mrkdwn", "text": _nonblank(text, "(no text)")}}
 
 

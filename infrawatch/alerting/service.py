@@ -290,7 +290,11 @@ class AlertService:
     def _firing_payloads(self, sink: str) -> Callable[[], list[dict[str, Any]]]:
         def firing() -> list[dict[str, Any]]:
             external = self.engine.external_labels
-            return [rec.as_payload(external) for rec in self.engine.firing_for_sink(sink)]
+            url, now = self.cfg.external_url, self.clock()
+            return [
+                rec.as_payload(external, external_url=url, now=now)
+                for rec in self.engine.firing_for_sink(sink)
+            ]
 
         return firing
 

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send one test notification to each configured sink",
     )
+    p_check.add_argument(
+        "--scrape",
+        action="store_true",
+        help="scrape each [[scrape]] target once (exit 1 if one fails)",
+    )
 
     p_run = sub.add_parser("run", help="run the agent")
     config_args(p_run)
@@ -229,6 +234,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if not alerting_report(loaded.settings.alerting, send_test=args.send_test):
         return 1  # a sink did not accept the test notification
+    from infrawatch.collectors.scrape_check import report as scrape_report
+
+    if not scrape_report(loaded.settings.scrape, try_each=args.scrape):
+        return EXIT_FAILURE  # a target did not answer with a metrics body it could parse
     if loaded.settings.cloud.aws.enabled:
         # Imports aiobotocore only when the cloud producer is on; exit 2 if AWS is unusable.
         from infrawatch.collectors.aws_check import print_report

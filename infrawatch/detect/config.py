@@ -62,7 +62,7 @@ class ThresholdRule(_Model):
 
 
 def default_threshold_rules() -> list[ThresholdRule]:
-    """Shipped host rules; utilizations are ratios 0-1."""
+    """Shipped host rules (utilizations are ratios 0-1) and the scrape targets' `up` rule."""
     specs: list[tuple[str, str, dict[str, str], float, float, float, float]] = [
         ("cpu_high", "system.cpu.utilization", {"cpu": ""}, 0.90, 0.97, 0.80, 300.0),
         ("memory_high", "system.memory.utilization", {}, 0.90, 0.95, 0.85, 300.0),
@@ -70,7 +70,7 @@ def default_threshold_rules() -> list[ThresholdRule]:
         ("swap_high", "system.paging.utilization", {}, 0.50, 0.80, 0.40, 600.0),
         ("inodes_full", "system.filesystem.inodes.utilization", {}, 0.85, 0.95, 0.80, 600.0),
     ]
-    return [
+    rules = [
         ThresholdRule.model_validate(
             {
                 "name": name,
@@ -86,6 +86,13 @@ def default_threshold_rules() -> list[ThresholdRule]:
         )
         for name, metric, labels, warning, critical, resolve, hold in specs
     ]
+    # A `[[scrape]]` target whose scrapes have failed for a minute (`up` is 0 after each one).
+    rules.append(
+        ThresholdRule.model_validate(
+            {"name": "target_down", "metric": "up", "op": "<", "critical": 1.0, "for": 60.0}
+        )
+    )
+    return rules
 
 
 class ZScoreOverride(_Model):

@@ -22,18 +22,19 @@ from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from infrawatch import logging as iw_logging
 from infrawatch.alerting import Alerter, LogAlerter
 from infrawatch.alerting.outbox import Outbox
 from infrawatch.alerting.service import AlertService, detector_probe
 from infrawatch.collectors.host import HostProducer
+from infrawatch.collectors.scrape_config import ScrapeTarget
 from infrawatch.config import Settings
 from infrawatch.detect import build_detectors
 from infrawatch.detect.base import Detector
 from infrawatch.detect.restore import restore_detectors
-from infrawatch.logging import get_logger
+from infrawatch.logging import describe, get_logger
 from infrawatch.model import SeriesKey
 from infrawatch.runtime.latest import LatestValues
 from infrawatch.runtime.pipeline import Pipeline
@@ -46,6 +47,9 @@ from infrawatch.runtime.status import StatusView
 from infrawatch.storage.retention import Maintenance
 from infrawatch.storage.store import Store
 from infrawatch.web.server import HttpServer
+
+if TYPE_CHECKING:
+    from infrawatch.collectors.scrape import ScrapeProducer
 
 log = get_logger("infrawatch.runtime.agent")
 
@@ -66,6 +70,17 @@ def build_producers(settings: Settings) -> list[Producer]:
     return producers
 
 
+def build_scrape_producers(
+    targets: Sequence[ScrapeTarget], stats: AgentStats
+) -> list[ScrapeProducer]:
+    """One producer per `[[scrape]]` target; counters kept in `stats` by target name."""
+    if not targets:
+        return []
+    from infrawatch.collectors.scrape import ScrapeProducer
+
+    return [ScrapeProducer(t, stats.scrape(t.name)) for t in targets]
+
+
 class Agent:
     """One running infrawatch: owns the queue, the pipeline, the producers and their tasks."""
 
@@ -83,6 +98,12 @@ class Agent:
         self.stats = AgentStats()
         self.started_at = time.time()
         self.producers = list(producers) if producers is not None else build_producers(settings)
+        # Scrape targets come and go with SIGHUP: each producer's task owns it (opens and
+        # closes its session), so removing a target closes exactly its resources.
+        self.scrapes = {
+            p.target.name: p for p in build_scrape_producers(settings.scrape, self.stats)
+        }
+        self.producers.extend(self.scrapes.values())
         self.queue = BatchQueue(
             settings.agent.queue_size, settings.agent.queue_full_policy, self.stats
         )
@@ -100,6 +121,9 @@ class Agent:
         self.producer_wakeups = {p.name: asyncio.Event() for p in self.producers}
         self._exit_event = asyncio.Event()
         self._producer_tasks: list[asyncio.Task[None]] = []
+        self._scrape_tasks: dict[str, asyncio.Task[None]] = {}
+        self._retired_tasks: set[asyncio.Task[None]] = set()  # removed targets, closing
+        self._running = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,6 +175,10 @@ class Agent:
             latest=self.latest,
         )
         for producer in self.producers:
+            if self._is_scrape(producer):
+                self.stats.producer(producer.name)
+                self.timings[producer.name] = Timing.of(producer)
+                continue  # opened by its own task (main_loop)
             await stack.enter_async_context(producer)
             self.stats.producer(producer.name)
             self.timings[producer.name] = Timing.of(producer)
@@ -212,9 +240,13 @@ class Agent:
                 name=f"producer:{p.name}",
             )
             for p in self.producers
+            if not self._is_scrape(p)
         ]
+        self._running = True
+        for scrape in self.scrapes.values():
+            self._start_scrape(scrape)
         if self.once:
-            await asyncio.gather(*self._producer_tasks)
+            await asyncio.gather(*self._producer_tasks, *self._scrape_tasks.values())
         else:
             await self._exit_event.wait()
         await self._stop_producers()
@@ -230,11 +262,30 @@ class Agent:
             await pipeline_task
 
     async def _stop_producers(self) -> None:
-        for task in self._producer_tasks:
+        tasks = [*self._producer_tasks, *self._scrape_tasks.values(), *self._retired_tasks]
+        for task in tasks:
             task.cancel()
         # A tick still running is abandoned (its samples were never accepted, so nothing is lost
         # that was counted); a call blocked in a worker thread does not hold the shutdown up.
-        await asyncio.gather(*self._producer_tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _is_scrape(self, producer: Producer) -> bool:
+        return any(producer is p for p in self.scrapes.values())
+
+    def _start_scrape(self, producer: ScrapeProducer) -> None:
+        self.stats.producer(producer.name)
+        self.timings[producer.name] = Timing.of(producer)
+        self._scrape_tasks[producer.target.name] = asyncio.create_task(
+            self._run_scrape(producer), name=f"producer:{producer.name}"
+        )
+
+    async def _run_scrape(self, producer: ScrapeProducer) -> None:
+        try:
+            async with producer:
+                stats = self.stats.producer(producer.name)
+                await run_producer(producer, self.queue, stats, once=self.once)
+        except Exception as exc:  # opening or closing it failed: the others go on
+            log.error("scrape.producer_failed", target=producer.target.name, error=describe(exc))
 
     async def shutdown(self) -> None:
         """Drain what was accepted through the pipeline within the deadline; count the rest."""
@@ -297,6 +348,34 @@ class Agent:
     def replace_settings(self, settings: Settings) -> None:
         """Make `settings` the configuration in force (reload)."""
         self.settings = settings
+
+    def replace_scrape_targets(self, targets: Sequence[ScrapeTarget]) -> None:
+        """Run exactly `targets` (reload): new ones start now, removed ones stop (their series
+        expire as series do), changed ones restart with the new settings."""
+        wanted = {t.name: t for t in targets}
+        before = set(self.scrapes)
+        stop = [n for n, p in self.scrapes.items() if wanted.get(n) != p.target]
+        for name in stop:
+            producer = self.scrapes.pop(name)
+            self.producers[:] = [p for p in self.producers if p is not producer]
+            task = self._scrape_tasks.pop(name, None)
+            if task is not None:
+                # Cancelling the task closes the producer's session (its `async with`).
+                task.cancel()
+                self._retired_tasks.add(task)
+                task.add_done_callback(self._retired_tasks.discard)
+        start = [t for n, t in wanted.items() if n not in self.scrapes]
+        for producer in build_scrape_producers(start, self.stats):
+            self.scrapes[producer.target.name] = producer
+            self.producers.append(producer)
+            if self._running and not self.should_exit:
+                self._start_scrape(producer)
+        log.info(
+            "scrape.targets_changed",
+            added=sorted(set(wanted) - before),
+            removed=sorted(before - set(wanted)),
+            restarted=sorted(set(stop) & set(wanted)),
+        )
 
     def set_producer_interval(self, name: str, seconds: float) -> None:
         """Change a producer's interval live; its scheduler picks it up at once (reload)."""

@@ -3,8 +3,8 @@
 The new configuration is loaded exactly like at start (same file, same command-line overrides,
 the environment as it is now). If it is invalid, every problem is logged and the agent keeps
 running on the configuration it has. If it is valid, the changes that can be applied in place
-are applied (log level and format, host interval, detectors); the rest is logged, as a warning,
-as needing a restart.
+are applied (log level and format, host interval, detectors, scrape targets); the rest is
+logged, as a warning, as needing a restart.
 
 A reload is all or nothing: whatever can fail (loading, validating, building the new detectors
 and warming them up from storage) runs first and touches nothing live; only then is every change
@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel
 
 from infrawatch.alerting.outbox import Outbox
+from infrawatch.collectors.scrape_config import ScrapeTarget
 from infrawatch.config import ConfigError, Settings, load
 from infrawatch.detect import build_detectors
 from infrawatch.detect.base import Detector
@@ -59,6 +60,10 @@ class Reloadable(Protocol):
 
     def replace_settings(self, settings: Settings) -> None:
         """Make `settings` the configuration in force."""
+        ...
+
+    def replace_scrape_targets(self, targets: Sequence[ScrapeTarget]) -> None:
+        """Scrape exactly `targets`: start new ones, stop removed ones, restart changed ones."""
         ...
 
 
@@ -157,6 +162,8 @@ class Reloader:
             target.apply_logging(new.logging.level, new.logging.format)
         if "host.interval" in applied:
             target.set_producer_interval("host", new.host.interval)
+        if "scrape" in applied:
+            target.replace_scrape_targets(new.scrape)
         target.replace_settings(new)
         # Settings that only a restart applies are worth a warning: the file says one thing and
         # the running agent does another until then.
@@ -172,4 +179,4 @@ class Reloader:
 
 def _live(path: str) -> bool:
     """Whether the setting at `path` can be applied without a restart."""
-    return path.startswith(("logging.", "analysis.")) or path == "host.interval"
+    return path.startswith(("logging.", "analysis.")) or path in ("host.interval", "scrape")

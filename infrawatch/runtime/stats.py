@@ -52,6 +52,18 @@ class ProducerStats:
 
 
 @dataclass(slots=True)
+class ScrapeStats:
+    """What one `[[scrape]]` target did since start (kept across a reload that restarts it)."""
+
+    scrapes: int = 0  # scrapes attempted, good or failed
+    samples: int = 0  # samples in the responses, before keep/drop and the series cap
+    failures: dict[str, int] = field(default_factory=dict)  # failed scrapes by reason
+    series: int = 0  # series in the last good scrape, before the cap
+    series_dropped: int = 0  # series beyond max_series, summed over scrapes
+    up: bool | None = None  # the last scrape's outcome (None: not scraped yet)
+
+
+@dataclass(slots=True)
 class PeerStats:
     """One Alertmanager HA peer of a sink: failed posts since start, and whether it is down now."""
 
@@ -89,6 +101,14 @@ class AgentStats:
     first_batch_stored: bool = False
     store_open: bool = False
     alert_sinks: dict[str, SinkStats] = field(default_factory=dict)
+    scrapes: dict[str, ScrapeStats] = field(default_factory=dict)  # by target name
+
+    def scrape(self, target: str) -> ScrapeStats:
+        """The stats of scrape target `target`, created on first use."""
+        stats = self.scrapes.get(target)
+        if stats is None:
+            stats = self.scrapes[target] = ScrapeStats()
+        return stats
 
     def producer(self, name: str) -> ProducerStats:
         """The stats of producer `name`, created on first use."""

@@ -53,7 +53,8 @@ class StatusView:
         self._stats = stats
         self._queue = queue
         self._latest = latest
-        self._producers = list(producers)
+        # Not copied: the agent adds and removes scrape producers in place (SIGHUP).
+        self._producers = producers
         self._pipeline = pipeline
         self._alerts = alerts
         self._reloader = reloader

@@ -12,10 +12,9 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from infrawatch.storage.read import (
-    AGGREGATES,
     SeriesRef,
     find_series,
     has_table,
@@ -155,12 +154,40 @@ def _max_raw_count(conn: sqlite3.Connection, ids: list[int], since: float, until
 # -- the series list: sparklines and last values for many series at once -------------------
 
 
-def _spark_sql(table: str) -> str:
-    count, total, _, lo, hi, _ = AGGREGATES[table]
+# Per source table, one row's count, sum, min and max (a raw sample is a bucket of one).
+_ROW_PARTS = {
+    "samples": ("1", "t.value", "t.value", "t.value"),
+    "rollup_1m": ("t.count", "t.sum", "t.min", "t.max"),
+    "rollup_1h": ("t.count", "t.sum", "t.min", "t.max"),
+}
+_LARGEST = "1.7976931348623157e308"  # non-finite values become null: JSON has no Inf
+
+
+def _spark_sql(tables: Sequence[str]) -> str:
+    """Per series, one JSON array of [bucket, value] pairs over the tiers' spans.
+
+    Everything happens in SQLite (Python objects for the rows of thousands of series would cost
+    most of the time): rows → buckets of :step seconds → the series' mean over all of them →
+    per bucket the extreme farther from that mean.
+    """
+    parts = []
+    for i, table in enumerate(tables):
+        n, total, lo, hi = _ROW_PARTS[table]
+        parts.append(
+            f"SELECT t.series_id, CAST(t.ts / :step AS INTEGER) * :step, {n}, {total}, {lo}, {hi}"  # noqa: S608 - fixed names
+            f" FROM json_each(:ids) AS j JOIN {table} AS t"
+            f" ON t.series_id = j.value AND t.ts >= :start{i} AND t.ts < :end{i}"
+        )
     return (
-        f"SELECT series_id, CAST(ts / ?1 AS INTEGER) * ?1 AS b, {count}, {total}, {lo}, {hi}"  # noqa: S608 - fixed names
-        f" FROM {table} WHERE series_id IN (SELECT value FROM json_each(?2))"
-        " AND ts >= ?3 AND ts < ?4 GROUP BY series_id, b"
+        f"WITH parts(series_id, b, n, s, lo, hi) AS ({' UNION ALL '.join(parts)}),"  # noqa: S608 - fixed names
+        " cells AS (SELECT series_id, b, sum(n) AS n, sum(s) AS s, min(lo) AS lo, max(hi) AS hi"
+        "   FROM parts GROUP BY series_id, b),"
+        " scored AS (SELECT series_id, b, lo, hi, sum(s) OVER w / sum(n) OVER w AS mean"
+        "   FROM cells WINDOW w AS (PARTITION BY series_id)),"
+        " picked AS (SELECT series_id, b,"
+        "   CASE WHEN abs(hi - mean) >= abs(mean - lo) THEN hi ELSE lo END AS v FROM scored)"
+        " SELECT series_id, json_group_array(json_array(b,"
+        f"   CASE WHEN abs(v) <= {_LARGEST} THEN v END)) FROM picked GROUP BY series_id"
     )
 
 
@@ -169,46 +196,24 @@ def sparklines(
 ) -> dict[int, list[float | None]]:
     """`cells` values per series for the `cells` × `step` seconds up to `until` (None: no data).
 
-    One query per source table for all series. Each cell shows the bucket's extreme farthest
-    from the series' mean over the whole span (its max, or its min for a dip), so a one-sample
-    spike shows where a mean would flatten it.
+    One query for all series. Each cell shows the bucket's extreme farther from the series'
+    mean over the whole span (its max, or its min for a dip), so a one-sample spike shows where
+    a mean would flatten it. Values keep 15 significant digits (plenty for a sparkline).
     """
     end = ceil_to(until, step)
     start = end - cells * step
     pending = pending_span(conn)
-    merged: dict[tuple[int, float], list[float]] = {}  # (id, bucket) → [count, sum, min, max]
-    args = json.dumps(list(ids))
-    for tier in plan(start, end, step, pending if pending is not None else Pending(0.0, 0.0)):
-        for sid, b, n, total, lo, hi in conn.execute(
-            _spark_sql(tier.source), (step, args, tier.start, tier.end)
-        ):
-            if total is None:  # SQLite's sum of +inf and -inf (rows written around the store)
-                total = math.nan
-            cell = merged.get((sid, b))
-            if cell is None:
-                merged[(sid, b)] = [n, total, lo, hi]
-            else:
-                cell[0] += n
-                cell[1] += total
-                cell[2] = min(cell[2], lo)
-                cell[3] = max(cell[3], hi)
-    per_series: dict[int, dict[float, list[float]]] = {}
-    for (sid, b), cell in merged.items():
-        per_series.setdefault(sid, {})[b] = cell
-    out: dict[int, list[float | None]] = {}
-    for sid in ids:
-        found = per_series.get(sid, {})
-        count = sum(c[0] for c in found.values())
-        mean = sum(c[1] for c in found.values()) / count if count else 0.0
-        row: list[float | None] = []
-        for i in range(cells):
-            cell = found.get(start + i * step)
-            if cell is None:
-                row.append(None)
-            else:
-                lo, hi = cell[2], cell[3]
-                row.append(hi if abs(hi - mean) >= abs(mean - lo) else lo)
-        out[sid] = row
+    tiers = plan(start, end, step, pending if pending is not None else Pending(0.0, 0.0))
+    params: dict[str, Any] = {"step": step, "ids": json.dumps(list(ids))}
+    for i, tier in enumerate(tiers):
+        params[f"start{i}"], params[f"end{i}"] = tier.start, tier.end
+    out: dict[int, list[float | None]] = {sid: [None] * cells for sid in ids}
+    if not tiers or not ids:
+        return out
+    for sid, doc in conn.execute(_spark_sql([t.source for t in tiers]), params):
+        row = out[sid]
+        for b, value in json.loads(doc):
+            row[int((b - start) // step)] = value
     return out
 
 

@@ -225,8 +225,14 @@ def series_refs(
 ) -> list[SeriesRef]:
     """Stored series (name GLOB `match`, with `labels`), by name and labels; no sample reads."""
     where, params = _series_filter(match, labels or {})
-    sql = f"SELECT id, name, labels FROM series WHERE 1 = 1{where} ORDER BY name, labels"  # noqa: S608 - only "?"
-    return [_ref(row) for row in conn.execute(sql, params)]
+    # One JSON document for all rows: one json.loads in C instead of one per series (10,000
+    # series for the page's list).
+    sql = (
+        "SELECT json_group_array(json_array(id, name, json(labels))) FROM"  # noqa: S608 - only "?"
+        f" (SELECT id, name, labels FROM series WHERE 1 = 1{where} ORDER BY name, labels)"
+    )
+    row = conn.execute(sql, params).fetchone()
+    return [SeriesRef(sid, name, labels) for sid, name, labels in json.loads(row[0])]
 
 
 def find_series(conn: sqlite3.Connection, metric: str, labels: dict[str, str]) -> list[SeriesRef]:

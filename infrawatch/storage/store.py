@@ -20,6 +20,7 @@ from typing import Any, Self
 
 import aiosqlite
 
+from infrawatch import jsontext
 from infrawatch.model import Anomaly, Labels, Sample, SeriesKey
 
 # Each entry upgrades the schema from version i to i + 1; the database's `PRAGMA user_version`
@@ -366,7 +367,8 @@ class Store:
 
 
 def _anomaly_row(series_id: int, a: Anomaly) -> tuple[Any, ...]:
-    evidence = json.dumps(dict(a.evidence), separators=(",", ":"), default=str)
+    # NaN/Infinity (a z-score that overflowed) would be text no strict JSON reader accepts.
+    evidence = jsontext.dumps(dict(a.evidence), separators=(",", ":"), default=str)
     return (
         series_id, a.ts, a.detector, a.rule, a.severity, a.status, a.value, a.score,
         evidence, a.summary,

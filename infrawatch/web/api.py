@@ -299,8 +299,12 @@ def finite(value: Any) -> Any:
 
 
 def _response(status: int, body: dict[str, Any]) -> web.Response:
-    # allow_nan=False: after `finite` nothing non-finite is left, and JSON has no NaN.
-    text = json.dumps(finite(body), allow_nan=False, separators=(",", ":"))
+    # JSON has no NaN/Infinity: refused by allow_nan=False, then mapped to null (the walk is
+    # slow in Python, and values are finite nearly always).
+    try:
+        text = json.dumps(body, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        text = json.dumps(finite(body), allow_nan=False, separators=(",", ":"))
     response = web.Response(status=status, text=text, content_type="application/json")
     response.enable_compression()  # only if the client asks (Accept-Encoding)
     return response
@@ -443,9 +447,10 @@ class _Api:
         match = check_glob(params.get("match", "*") or "")
         labels = params.labels()
         limit = params.integer("limit", 500, 1, MAX_LIMIT)
-        # Live state is copied on the loop (the pipeline changes it between awaits); the copies
-        # are read in the worker thread along with the database.
-        live = {key: (v.ts, v.value) for key, v in self._source.latest_values()}
+        # The series sets are copied on the loop (the pipeline adds and drops series between
+        # awaits) and read in the worker thread along with the database. The Latest entries are
+        # shared: a value read while the pipeline updates it is at worst one sample old.
+        live = dict(self._source.latest_values())
         states = [(d.name, d.states()) for d in self._source.detectors()]
         now = self._clock()
         return await self._read(
@@ -592,38 +597,49 @@ def _series_list(
     match: str,
     labels: dict[str, str],
     limit: int,
-    live: dict[SeriesKey, tuple[float, float]],
+    live: dict[SeriesKey, Latest],
     states: list[tuple[str, Mapping[SeriesKey, SeriesState]]],
     now: float,
 ) -> list[dict[str, Any]]:
     """Matching series ranked anomalous first, then by score, with last values and sparklines."""
-    rows = []
-    for ref in read.series_refs(conn, match=match, labels=labels):
+    refs = read.series_refs(conn, match=match, labels=labels)
+    maps = [by_key for _, by_key in states]
+    ranked = []
+    # Plain loops and tuples: this runs once per series (10,000 and more).
+    for i, ref in enumerate(refs):
         key = (ref.name, tuple(ref.labels.items()))  # stored labels are sorted already
-        per: dict[str, dict[str, Any]] = {}
+        calm = True
+        top = -math.inf
+        for by_key in maps:
+            state = by_key.get(key)
+            if state is not None:
+                if state.anomalous:
+                    calm = False
+                if state.score > top:
+                    top = state.score
+        # Ties keep the database's order: by metric, then labels.
+        ranked.append((calm, -top, i, key))
+    ranked.sort()
+    top_rows = [(refs[i], key) for _, _, i, key in ranked[:limit]]
+    ids = [ref.id for ref, _ in top_rows]
+    sparks = charts.sparklines(conn, ids, until=now, step=SPARK_STEP, cells=SPARK_CELLS)
+    stored = charts.last_stored(conn, [ref.id for ref, key in top_rows if key not in live])
+    out = []
+    for ref, key in top_rows:
+        per = {}
         for name, by_key in states:
             state = by_key.get(key)
             if state is not None:
                 per[name] = {"anomalous": state.anomalous, "score": state.score}
-        anomalous = any(s["anomalous"] for s in per.values())
-        score = max((s["score"] for s in per.values()), default=None)
-        rows.append((ref, key, anomalous, score, per))
-    # Stable sort over rows already ordered by metric and labels.
-    rows.sort(key=lambda r: (not r[2], -r[3] if r[3] is not None else math.inf))
-    rows = rows[:limit]
-    ids = [r[0].id for r in rows]
-    sparks = charts.sparklines(conn, ids, until=now, step=SPARK_STEP, cells=SPARK_CELLS)
-    stored = charts.last_stored(conn, [r[0].id for r in rows if r[1] not in live])
-    out = []
-    for ref, key, anomalous, score, per in rows:
-        last = live.get(key) or stored.get(ref.id)
+        entry = live.get(key)
+        last = (entry.ts, entry.value) if entry is not None else stored.get(ref.id)
         out.append(
             {
                 "metric": ref.name,
                 "labels": ref.labels,
                 "last": None if last is None else {"ts": last[0], "value": last[1]},
-                "anomalous": anomalous,
-                "score": score,
+                "anomalous": any(s["anomalous"] for s in per.values()),
+                "score": max((s["score"] for s in per.values()), default=None),
                 "detectors": per,
                 "spark": sparks[ref.id],
             }

@@ -153,6 +153,10 @@ class AgentCollector(Collector):
         converted = self._converted.get(key)
         if converted is None:
             prom = metric_name(key[0])
+            if prom.startswith("infrawatch_"):
+                # The self-metrics' namespace (a scraped agent's own series): renamed, as
+                # Prometheus renames a clashing label, so both are shown and neither breaks.
+                prom = f"exported_{prom}"
             label_dict = prom_labels(key[1])
             converted = (prom, label_dict, (prom, tuple(label_dict.items())))
             self._converted[key] = converted
@@ -166,8 +170,6 @@ class AgentCollector(Collector):
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for key, latest in series:
             prom, label_dict, ident = self._convert(key)
-            if prom.startswith("infrawatch_"):
-                continue  # reserved for the self-metrics; a clash would break the scrape
             if ident in seen:
                 continue  # two dotted names sanitised to one series: keep the first
             seen.add(ident)
@@ -300,6 +302,7 @@ class AgentCollector(Collector):
         view = self._view
         stats = view.stats
         yield from self._producer_metrics(stats, view.producer_intervals())
+        yield from self._scrape_metrics(stats)
         depth = view.queue_depth()
         yield GaugeMetricFamily(
             "infrawatch_queue_batches", "Batches waiting in the queue", depth.batches
@@ -403,6 +406,38 @@ class AgentCollector(Collector):
             durations,
             per,
         )
+
+    @staticmethod
+    def _scrape_metrics(stats: AgentStats) -> Iterator[Metric]:
+        # Per [[scrape]] target (by name); `up` itself is a series above, with job/instance.
+        per = ["target"]
+        samples = _counter(
+            "infrawatch_scrape_samples",
+            "Samples in the target's responses, before keep/drop and the series cap",
+            per,
+        )
+        failures = _counter(
+            "infrawatch_scrape_failures",
+            "Failed scrapes per target and reason",
+            ["target", "reason"],
+        )
+        dropped = _counter(
+            "infrawatch_scrape_series_dropped",
+            "Series beyond the target's max_series, dropped (summed over scrapes)",
+            per,
+        )
+        series = _gauge(
+            "infrawatch_scrape_series",
+            "Series in the target's last good scrape, before the cap",
+            per,
+        )
+        for name, target in sorted(stats.scrapes.items()):
+            samples.add_metric([name], target.samples)
+            dropped.add_metric([name], target.series_dropped)
+            series.add_metric([name], target.series)
+            for reason, count in sorted(target.failures.items()):
+                failures.add_metric([name, reason], count)
+        yield from (samples, failures, dropped, series)
 
     def _warn_once(self, what: str, exc: Exception) -> None:
         # A broken source must not break the scrape; say so once, not on every scrape.

@@ -8,7 +8,8 @@ symlinks can never reach a file outside the package, and nothing is read from di
 Files are answered from memory with a strong ETag (304 on `If-None-Match`), gzip when the client
 accepts it, and `Cache-Control: no-cache`: names carry no content hash, so a browser must
 revalidate (a cheap 304) to pick up a new version after an upgrade. Every answer carries the
-page's Content-Security-Policy, so the page is protected whichever server wires these routes.
+security headers (web/security.py: a CSP without unsafe-inline — the page uses modules and
+classes only), so the page is protected whichever server wires these routes.
 """
 
 from __future__ import annotations
@@ -21,19 +22,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from infrawatch.web.security import SECURITY_HEADERS
+
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_PREFIX = "/static/"
 INDEX = "index.html"
-
-# No unsafe-inline anywhere: the page uses modules and classes only (see static/index.html).
-CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 # Only these kinds are served; anything else in the directory (say a stray .py) is not a route.
 CONTENT_TYPES = {

@@ -10,7 +10,6 @@ stays down, and when it recovers (see `peers.py`), never on every keep-alive.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from infrawatch.alerting.sinks.base import (
     secret_parts,
 )
 from infrawatch.alerting.sinks.peers import PeerHealth, describe_failure
+from infrawatch.jsontext import dumps
 from infrawatch.logging import get_logger
 from infrawatch.runtime.stats import PeerStats
 
@@ -52,12 +52,16 @@ def am_alert(alert: dict[str, Any], now: float, resend_interval: float) -> dict[
     """One notification alert as an Alertmanager v2 postable alert."""
     resolved = alert.get("status") == "resolved"
     ends = alert.get("endsAt") if resolved else rfc3339(now + 4 * resend_interval)
-    return {
+    posted = {
         "labels": _label_set(alert.get("labels", {})),
         "annotations": _label_set(alert.get("annotations", {})),
         "startsAt": alert.get("startsAt"),
         "endsAt": ends,
     }
+    # The chart of the alert's series (alerting.external_url), as Prometheus links its graph.
+    if alert.get("generatorURL"):
+        posted["generatorURL"] = alert["generatorURL"]
+    return posted
 
 
 class AlertmanagerSink:
@@ -113,7 +117,7 @@ class AlertmanagerSink:
         return await self._post([am_alert(a, now, self.resend_interval) for a in alerts])
 
     async def _post(self, alerts: list[dict[str, Any]]) -> DeliveryResult:
-        body = json.dumps(alerts, ensure_ascii=False).encode()
+        body = dumps(alerts, ensure_ascii=False).encode()
         replies = await asyncio.gather(
             *(post(self._session, url, body, {}, self._timeout) for url in self._urls)
         )

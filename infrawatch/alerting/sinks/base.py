@@ -15,6 +15,7 @@ from yarl import URL
 
 from infrawatch import __version__
 from infrawatch.alerting.config import SinkConfig
+from infrawatch.jsontext import dumps
 from infrawatch.logging import describe
 
 Outcome = Literal["ok", "retry", "fail", "gone"]
@@ -200,7 +201,7 @@ class HttpSink:
     async def send(self, item_id: str, payload: dict[str, Any]) -> DeliveryResult:
         """POST the rendered notification once and classify the answer."""
         document = self.render(item_id, payload)
-        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        body = dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         reply = await post(
             self._session, self._url, body, self.headers(item_id, body), self._timeout
         )

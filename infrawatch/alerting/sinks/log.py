@@ -25,6 +25,8 @@ class LogSink:
                 event = "alert.flapping_notice"
             else:
                 event = "alert.resolved" if alert.get("status") == "resolved" else "alert.firing"
+            # The chart link only when alerting.external_url makes one: no empty field.
+            link = {"chart_url": alert["generatorURL"]} if alert.get("generatorURL") else {}
             log.warning(
                 event,
                 notification_id=item_id,
@@ -34,6 +36,7 @@ class LogSink:
                 annotations=alert.get("annotations"),
                 starts_at=alert.get("startsAt"),
                 ends_at=alert.get("endsAt"),
+                **link,
             )
         return DeliveryResult("ok")
 

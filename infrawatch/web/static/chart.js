@@ -7,6 +7,7 @@ import {
   duration,
   labelFilters,
   labelText,
+  matchersSelect,
   num,
   parseFilters,
   sameLabels,
@@ -152,7 +153,11 @@ export class ChartView {
         resolution: samples.resolution,
         since: samples.since,
         until: samples.until,
-        thresholds: samples.thresholds,
+        // The contract's thresholds are per metric; one that names its rule's label matchers
+        // is drawn only on the series the rule watches (cpu_high watches the total, not cpu=0).
+        thresholds: samples.thresholds.filter(
+          (t) => !t.labels || matchersSelect(t.labels, s.labels),
+        ),
         bands: samples.bands.filter((b) => sameLabels(b.labels, s.labels)),
         anomalies: anomalies
           .filter((a) => sameLabels(a.labels, s.labels))
@@ -188,7 +193,7 @@ export class ChartView {
     const present = {
       "key-env": samples.resolution !== "raw",
       "key-band": models.some((m) => m.bands.length),
-      "key-threshold": samples.thresholds.length > 0,
+      "key-threshold": models.some((m) => m.thresholds.length),
       "key-alert": models.some((m) => m.alerts.length),
       "key-marker": models.some((m) => m.anomalies.length),
     };
@@ -221,7 +226,7 @@ export class ChartView {
         h(
           "span",
           { class: `threshold-text sev-${t.severity}` },
-          `${t.rule}: ${t.op} ${num(t.level)}`,
+          `${t.rule} (${t.severity}) ${t.op} ${num(t.level)}`,
         ),
       );
     }

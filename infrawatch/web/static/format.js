@@ -94,6 +94,14 @@ export function labelsMatch(want, have) {
   return Object.keys(want || {}).every((k) => have && have[k] === want[k]);
 }
 
+/**
+ * Whether a rule's label matchers select a series' labels: exact values, "" meaning the label
+ * is absent (infrawatch/detect/match.py, as in Prometheus).
+ */
+export function matchersSelect(matchers, labels) {
+  return Object.entries(matchers || {}).every(([k, v]) => (labels?.[k] ?? "") === v);
+}
+
 /** Whether two label sets are equal. */
 export function sameLabels(a, b) {
   const ka = Object.keys(a || {});

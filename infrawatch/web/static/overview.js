@@ -78,6 +78,7 @@ export class OverviewView {
               h("strong", { class: "alertname" }, a.alertname),
               a.silenced ? h("span", { class: "badge muted-badge" }, "silenced") : null,
               a.flapping ? h("span", { class: "badge muted-badge" }, "flapping") : null,
+              h("a", { href: link, class: "chart-link" }, "Open chart"),
             ),
             h("p", { class: "summary" }, a.summary),
             h(
@@ -87,8 +88,6 @@ export class OverviewView {
               " · firing since ",
               timeEl(a.starts_at, time(a.starts_at)),
               ` (${duration(age)})`,
-              " · ",
-              h("a", { href: link, class: "chart-link" }, "Open chart"),
             ),
           );
         }),

@@ -213,8 +213,11 @@ export class Plot {
     const fontPx = Math.round(11 * ratio);
     ctx.font = `${fontPx}px system-ui, sans-serif`;
     ctx.textAlign = "right";
-    for (const t of this.model.thresholds) {
-      const y = Math.round(u.valToPos(t.level, "y", true)) + 0.5;
+    const lines = this.model.thresholds
+      .map((t) => ({ t, y: Math.round(u.valToPos(t.level, "y", true)) + 0.5 }))
+      .sort((a, b) => a.y - b.y);
+    let taken = -Infinity; // the lowest pixel row used by a label so far (labels go top-down)
+    for (const { t, y } of lines) {
       const color = this.colors[t.severity] || this.colors.critical;
       ctx.strokeStyle = color;
       ctx.lineWidth = ratio;
@@ -224,11 +227,14 @@ export class Plot {
       ctx.lineTo(left + width, y);
       ctx.stroke();
       ctx.fillStyle = color;
-      // Above the line, or below it when the line runs along the top edge.
-      const below = y - fontPx - 3 * ratio < top;
+      // Above the line, unless that leaves the plot or overlaps the label above: then below.
+      const aboveTop = y - 2 * ratio - fontPx;
+      const below = aboveTop < top || aboveTop < taken;
       ctx.textBaseline = below ? "top" : "bottom";
       const ty = below ? y + 3 * ratio : y - 2 * ratio;
-      ctx.fillText(`${t.rule} ${t.op} ${num(t.level)}`, left + width - 4 * ratio, ty);
+      taken = below ? ty + fontPx : ty;
+      const text = `${t.rule} (${t.severity}) ${t.op} ${num(t.level)}`;
+      ctx.fillText(text, left + width - 4 * ratio, ty);
     }
     ctx.restore();
   }
