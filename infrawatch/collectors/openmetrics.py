@@ -78,10 +78,9 @@ _GAUGE_LIKE = frozenset({"gauge", "unknown", "info", "stateset"})
 _INF = math.inf
 
 # A text-format sample line in its plain form: a name (or a quoted `{"name"}`) first, one space,
-# the value last, no timestamp. What the parse cache re-reads; any other line is compared whole.
-_SAMPLE_LINE = re.compile(r"^([A-Za-z_:{][^\n]*) [-+.0-9A-Za-z]+$", re.MULTILINE)
-_SAMPLE_VALUE = re.compile(r"^[A-Za-z_:{][^\n]* ([-+.0-9A-Za-z]+)$", re.MULTILINE)
-_VALUE_SLOT = "\\1 \x00"  # NUL cannot be a value: a body with one there never parses
+# the value last, no timestamp. `split` interleaves [text between, head, value, text between …]:
+# what the parse cache re-reads is every third part; the rest must be byte-identical.
+_SAMPLE_LINE = re.compile(r"^([A-Za-z_:{][^\n]*) ([-+.0-9A-Za-z]+)$", re.MULTILINE)
 
 
 class ParseError(Exception):
@@ -136,29 +135,33 @@ class ParseCache:
     layout, if every sample of it sits on a plain line (no timestamps, no exemplars).
     """
 
-    __slots__ = ("_count", "_families", "_skeleton")
+    __slots__ = ("_between", "_families", "_heads")
 
     def __init__(self) -> None:
-        self._skeleton: str | None = None
+        self._between: list[str] | None = None  # None: no layout kept
+        self._heads: list[str] = []
         self._families: list[Metric] = []
-        self._count = 0
 
     def lookup(self, text: str) -> list[Metric] | None:
         """The families of `text` if its layout is the cached one, else None; raises
         ParseError for a value the library would reject."""
-        if self._skeleton is None:
+        if self._between is None:
             return None
-        values = _SAMPLE_VALUE.findall(text)
-        if len(values) != self._count or _SAMPLE_LINE.sub(_VALUE_SLOT, text) != self._skeleton:
+        parts = _SAMPLE_LINE.split(text)
+        if parts[0::3] != self._between or parts[1::3] != self._heads:
             return None
-        tokens = iter(values)
+        values = parts[2::3]
         out: list[Metric] = []
+        at = 0
         try:
             for family in self._families:
                 fresh = copy.copy(family)
+                samples = family.samples
                 fresh.samples = [
-                    PromSample(s.name, s.labels, float(next(tokens))) for s in family.samples
+                    _sample(s.name, s.labels, float(v))
+                    for s, v in zip(samples, values[at : at + len(samples)], strict=True)
                 ]
+                at += len(samples)
                 out.append(fresh)
         except ValueError as exc:
             raise ParseError(describe(exc)[:_DETAIL_CHARS]) from None
@@ -166,8 +169,9 @@ class ParseCache:
 
     def remember(self, text: str, families: list[Metric]) -> None:
         """Keep the layout of `text`, which the library parsed into `families`."""
-        self._skeleton = None
-        values = _SAMPLE_VALUE.findall(text)
+        self._between = None
+        parts = _SAMPLE_LINE.split(text)
+        values = parts[2::3]
         samples = [s for family in families for s in family.samples]
         # Every matched line is a sample line to the library, one sample each, in order: equal
         # counts mean every sample line matched, so the n-th value is the n-th sample's.
@@ -184,9 +188,15 @@ class ParseCache:
                 return
             if value != sample.value and not (value != value and sample.value != sample.value):
                 return
-        self._skeleton = _SAMPLE_LINE.sub(_VALUE_SLOT, text)
+        self._between = parts[0::3]
+        self._heads = parts[1::3]
         self._families = families
-        self._count = len(values)
+
+
+def _sample(name: str, labels: dict[str, str], value: float) -> PromSample:
+    # The namedtuple's own constructor costs twice this, and the cache makes one per sample.
+    sample: PromSample = tuple.__new__(PromSample, (name, labels, value, None, None, None))
+    return sample
 
 
 @dataclass(frozen=True, slots=True)

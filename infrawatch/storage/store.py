@@ -133,6 +133,23 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX anomalies_series ON anomalies (series_id);
     """,
+    # Export (issue 14, infrawatch/export/cursor.py): an append-only log of every sample written
+    # or changed, in commit order, read by each exporter behind its cursor and pruned once every
+    # exporter has passed it. Triggers on samples fill it; they exist only while an exporter is
+    # configured. No foreign key: retention must be able to delete a series the log still names.
+    """
+    CREATE TABLE export_log (
+        seq       INTEGER PRIMARY KEY,     -- commit order (rowid: max + 1, never reused)
+        series_id INTEGER NOT NULL,
+        ts        REAL NOT NULL,           -- the sample's own time, UTC epoch seconds
+        value     REAL NOT NULL
+    );
+    CREATE TABLE export_cursors (
+        name       TEXT PRIMARY KEY,       -- the [[export]] entry's name
+        seq        INTEGER NOT NULL,       -- last export_log.seq delivered, rejected or skipped
+        updated_at REAL NOT NULL           -- epoch seconds
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
