@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import gzip
+import json
 import shutil
 import socket
 import subprocess
@@ -311,6 +312,8 @@ def scrape_toml(name: str, url: str, **fields: Any) -> str:
     for key, value in fields.items():
         if isinstance(value, str):
             lines.append(f'{key} = "{value}"')
+        elif isinstance(value, list):
+            lines.append(f"{key} = {json.dumps(value)}")
         elif isinstance(value, dict):
             inner = ", ".join(f'{k} = "{v}"' for k, v in value.items())
             lines.append(f"{key} = {{ {inner} }}")

@@ -51,7 +51,9 @@ def test_check_warns_about_a_secret_standard_webhooks_libraries_would_misread() 
     def sink(name: str, secret: str) -> dict[str, str]:
         return {"name": name, "type": "webhook", "url": "https://x/h", "secret": secret}
 
-    cfg = AlertingConfig(sinks=[sink("raw", "plain-S3CRET"), sink("spec", SECRET)])
+    cfg = AlertingConfig.model_validate(
+        {"sinks": [sink("raw", "plain-S3CRET"), sink("spec", SECRET)]}
+    )
     warnings = _warnings(cfg)
     assert [w for w in warnings["raw"] if "whsec_" in w]
     assert warnings["spec"] == []

@@ -281,8 +281,12 @@ def test_matchers_and_config_errors(tmp_path: Path) -> None:
         "alerting.sinks[1]: url must start with http:// or https://",
     ]
     with pytest.raises(ValidationError, match="unknown sinks: nope"):
-        AlertingConfig(routes=[{"sinks": ["nope"]}], sinks=[{"name": "a", "type": "log"}])
-    am = AlertingConfig(sinks=[{"name": "am", "type": "alertmanager", "url": "http://x:9093"}])
+        AlertingConfig.model_validate(
+            {"routes": [{"sinks": ["nope"]}], "sinks": [{"name": "a", "type": "log"}]}
+        )
+    am = AlertingConfig.model_validate(
+        {"sinks": [{"name": "am", "type": "alertmanager", "url": "http://x:9093"}]}
+    )
     assert [u.get_secret_value() for u in am.sinks[0].urls] == ["http://x:9093"]
 
 

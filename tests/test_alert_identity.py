@@ -40,7 +40,9 @@ RULES: list[dict[str, Any]] = [
     {"name": "fs_warn", "metric": FS, "op": ">", "warning": 0.8, "keep_firing_for": 60},
     {"name": "fs_crit", "metric": FS, "op": ">", "critical": 0.95, "keep_firing_for": 60},
 ]
-ALERTING = AlertingConfig(group_wait=0, restart_grace=0, sinks=[{"name": "log", "type": "log"}])
+ALERTING = AlertingConfig.model_validate(
+    {"group_wait": 0, "restart_grace": 0, "sinks": [{"name": "log", "type": "log"}]}
+)
 
 # Label names that exercise the mapping's edges: reserved names, exported_ prefixes (once,
 # twice, bare), and anything else.
@@ -58,8 +60,8 @@ label_dicts = st.dictionaries(label_names, st.text(max_size=6), max_size=6)
 
 
 def analysis(rules: Sequence[dict[str, Any]] = RULES) -> AnalysisConfig:
-    return AnalysisConfig(
-        threshold=list(rules), zscore={"enabled": False}, novelty={"enabled": False}
+    return AnalysisConfig.model_validate(
+        {"threshold": list(rules), "zscore": {"enabled": False}, "novelty": {"enabled": False}}
     )
 
 

@@ -35,10 +35,12 @@ def anomaly(rule: str) -> Anomaly:
 
 async def undelivered(db: Path, url: str) -> list[str]:
     """Run the alerter in-process while the receiver is down: 3 notifications stay pending."""
-    cfg = AlertingConfig(
-        group_wait=0,
-        sinks=[{"name": "h", "type": "webhook", "url": url, "secret": SECRET}],
-        retry={"initial_delay": 10},
+    cfg = AlertingConfig.model_validate(
+        {
+            "group_wait": 0,
+            "sinks": [{"name": "h", "type": "webhook", "url": url, "secret": SECRET}],
+            "retry": {"initial_delay": 10},
+        }
     )
     async with Store(db) as store, AlertService(cfg, store, shutdown_deadline=0.5) as svc:
         await svc.observe([anomaly("ongoing"), anomaly("mem_high"), anomaly("swap_high")])
@@ -139,7 +141,9 @@ async def test_restart_reconcile_after_a_sighup_asks_the_reloaded_detectors(
                 "warning", "firing")
         for rule in ("mem_high", "retired")
     ]  # fmt: skip
-    cfg = AlertingConfig(group_wait=0, sinks=[{"name": "log", "type": "log"}])
+    cfg = AlertingConfig.model_validate(
+        {"group_wait": 0, "sinks": [{"name": "log", "type": "log"}]}
+    )
     async with Store(db) as store, AlertService(cfg, store, shutdown_deadline=0.5) as svc:
         await svc.observe(was_firing)
         await svc.settled()

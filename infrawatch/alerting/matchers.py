@@ -27,8 +27,9 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        assert self.regex is not None
-        found = self.regex.fullmatch(actual) is not None
+        # parse_matcher compiles the regex of every =~ and !~ matcher.
+        regex = self.regex if self.regex is not None else re.compile(self.value)
+        found = regex.fullmatch(actual) is not None
         return found if self.op == "=~" else not found
 
 

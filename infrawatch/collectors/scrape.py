@@ -187,9 +187,9 @@ class ScrapeProducer:
                 series=conversion.series,
                 dropped=conversion.dropped_series,
             )
-        if self._failures:
+        if self._failures and not self._quiet:
             log.info("scrape.recovered", target=self.target.name, after=self._failures)
-            self._failures = 0
+        self._failures = 0
         samples = conversion.samples
         self.last = ScrapeResult(
             ok=True,

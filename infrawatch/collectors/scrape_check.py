@@ -53,7 +53,9 @@ def describe_result(result: ScrapeResult) -> str:
     if result.names:
         shown = ", ".join(result.names[:SHOWN_NAMES])
         more = len(result.names) - SHOWN_NAMES
-        line += f"; names: {shown}{f' (+{more} more)' if more > 0 else ''}"
+        line += f"; stored now: {shown}{f' (+{more} more)' if more > 0 else ''}"
+    if result.stored < result.series:
+        line += " (rates and quantiles start with the second scrape)"
     return line
 
 

@@ -89,6 +89,20 @@ class SinkStats:
 
 
 @dataclass(slots=True)
+class ExporterStats:
+    """What one `[[export]]` exporter did since start (samples, not requests)."""
+
+    type: str
+    sent: int = 0  # accepted by the receiver
+    failed: int = 0  # in attempts that failed and are retried (5xx, 429, timeouts, connection)
+    rejected: int = 0  # refused by the receiver (4xx, partial success, out of order): skipped
+    lost: int = 0  # aged out of storage.retention before they could be sent
+    backlog: int = 0  # stored and not yet sent
+    lag_seconds: float = 0.0  # age of the next sample to send (0 when caught up)
+    requests: int = 0  # HTTP requests, retries included
+
+
+@dataclass(slots=True)
 class AgentStats:
     """Counters for the whole agent."""
 
@@ -101,6 +115,7 @@ class AgentStats:
     first_batch_stored: bool = False
     store_open: bool = False
     alert_sinks: dict[str, SinkStats] = field(default_factory=dict)
+    exporters: dict[str, ExporterStats] = field(default_factory=dict)
     scrapes: dict[str, ScrapeStats] = field(default_factory=dict)  # by target name
 
     def scrape(self, target: str) -> ScrapeStats:
