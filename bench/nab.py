@@ -7,7 +7,7 @@ Every CSV under DIR (`timestamp,value`) is fed causally, one sample at a time, w
 timestamps as sample times, through the detectors `build_detectors` makes from the *default*
 `AnalysisConfig` — the agent's own code path. Each row's anomaly_score is the highest calibrated
 score of the detectors (0.5 = the agent's firing point). Without --detector the whole default set
-runs; `--detector zscore` (or novelty, threshold, gaussian) scores one detector alone, with the
+runs; `--detector zscore` (or novelty, art, threshold, gaussian) scores one detector alone, with the
 others disabled (the Z-score detector's automatic threshold differs alone and beside novelty);
 `gaussian` is the plain expanding-window Gaussian z-score baseline (bench/baseline_gaussian.py).
 `--set zscore.threshold=5` changes one setting (for exploring; reported numbers use defaults).
@@ -63,6 +63,7 @@ def alone(name: str, config: AnalysisConfig) -> AnalysisConfig:
             "threshold": config.threshold if name == "threshold" else [],
             "zscore": config.zscore.model_copy(update={"enabled": name == "zscore"}),
             "novelty": config.novelty.model_copy(update={"enabled": name == "novelty"}),
+            "art": config.art.model_copy(update={"enabled": name == "art"}),
         }
     )
 

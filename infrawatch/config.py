@@ -45,6 +45,7 @@ from infrawatch.alerting.config import AlertingConfig
 from infrawatch.collectors.aws_config import CloudConfig
 from infrawatch.collectors.scrape_config import ScrapeTargets, TextfileConfig
 from infrawatch.detect.config import AnalysisConfig
+from infrawatch.export.config import ExportTargets
 from infrawatch.units import ConfigModel, FsPath, Seconds, is_duration
 
 APP_NAME = "infrawatch"
@@ -236,6 +237,7 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     scrape: ScrapeTargets = Field(default_factory=list)
     textfile: TextfileConfig = TextfileConfig()
+    export: ExportTargets = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

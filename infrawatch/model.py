@@ -72,6 +72,9 @@ class Anomaly:
     score: float = 1.0
     evidence: Mapping[str, float | str] = field(default_factory=dict)
     summary: str = ""
+    # The rule's annotation templates (`annotations` in its config); the alert engine fills in
+    # their placeholders (infrawatch.alerting.annotations).
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> SeriesKey:
@@ -90,9 +93,10 @@ class Anomaly:
         score: float,
         evidence: Mapping[str, float | str],
         summary: str,
+        annotations: Mapping[str, str] | None = None,
     ) -> Anomaly:
         """The state change a detector reports about `sample`'s series, at `sample`."""
         return cls(
             sample.name, sample.labels, sample.ts, sample.value, detector, rule, severity,
-            status, score, evidence, summary,
+            status, score, evidence, summary, annotations or {},
         )  # fmt: skip

@@ -40,6 +40,7 @@ CPU1 = key(CPU, cpu="1")
 MEMK = key(MEM)
 FLAT = key("app.flat", note=EVIL)
 SPIKY = key("app.spiky")
+NEW = key("app.new", pid="42")
 SPIKE_TS = NOW - 5 * HOUR + 30  # one 10 s sample of CPU0 at 0.99 in a day around 0.3
 RULE = ThresholdRule.model_validate(
     {"name": "cpu_high", "metric": "system.cpu.*", "warning": 0.9, "critical": 0.97}
@@ -203,7 +204,11 @@ def _source(path: Path, points: dict[SeriesKey, list[tuple[float, float]]]) -> S
     return Source(
         database=path,
         stats=stats,
-        latest=[(CPU0, Latest(0.95, NOW - 1, "host", 0.0))],
+        latest=[
+            (CPU0, Latest(0.95, NOW - 1, "host", 0.0)),
+            (CPU1, Latest(0.12, NOW - 5, "host", 0.0)),
+            (NEW, Latest(7.0, NOW - 2, "host", 0.0)),  # its first batch is not stored yet
+        ],
         running=_detectors(points),
         rules=[RULE, OTHER_RULE],
         records=[live_resolved, STORED_ALERTS[3]],
@@ -308,8 +313,8 @@ async def test_head_answers_without_a_body(serve) -> None:
 
 async def test_series_ranks_anomalous_first_with_live_last_values(serve, history) -> None:
     client = await serve()
-    data = (await client.get("series"))["data"]
-    assert len(data) == 30
+    data = (await client.get("series", {"limit": "500"}))["data"]
+    assert len(data) == 31
     first = data[0]
     assert (first["metric"], first["labels"]) == (CPU, {"cpu": "0"})
     assert first["anomalous"] is True
@@ -317,20 +322,36 @@ async def test_series_ranks_anomalous_first_with_live_last_values(serve, history
     assert first["detectors"]["threshold"] == {"anomalous": True, "score": 1.0}
     assert set(first["detectors"]) == {"threshold", "zscore", "novelty"}
     assert first["score"] == 1.0
-    # Then by score: CPU1 has detector states, the rest none (score null, by name and labels).
+    # Then by score: CPU1 has detector states; the new series none (score null).
     assert (data[1]["metric"], data[1]["labels"]) == (CPU, {"cpu": "1"})
     assert data[1]["anomalous"] is False
     assert data[1]["score"] is not None
-    rest = data[2:]
-    assert all(r["score"] is None and r["detectors"] == {} for r in rest)
-    assert [(r["metric"], r["labels"]) for r in rest][:3] == [
+    assert data[1]["last"] == {"ts": NOW - 5, "value": 0.12}
+    new = data[2]
+    assert (new["metric"], new["labels"], new["score"]) == ("app.new", {"pid": "42"}, None)
+    assert new["last"] == {"ts": NOW - 2, "value": 7.0}
+    assert new["spark"] == [None] * 30  # nothing stored yet
+    # Then the stored series that no longer report, by name and labels, last value from the
+    # database.
+    gone = data[3:]
+    assert all(r["score"] is None and r["detectors"] == {} for r in gone)
+    assert [(r["metric"], r["labels"]) for r in gone][:3] == [
         ("app.flat", {"note": EVIL}),
         ("app.spiky", {}),
         ("svc.requests", {"svc": "00"}),
     ]
-    # Not live: the last stored sample.
+    assert gone[-1]["metric"] == MEM
     flat_last = history[1][FLAT][-1]
-    assert rest[0]["last"] == {"ts": flat_last[0], "value": flat_last[1]}
+    assert gone[0]["last"] == {"ts": flat_last[0], "value": flat_last[1]}
+    assert len(gone[0]["spark"]) == 30
+
+
+async def test_series_default_limit_is_100_and_ranking_survives_a_limit(serve) -> None:
+    client = await serve()
+    data = (await client.get("series", {"limit": "2"}))["data"]
+    assert [r["labels"] for r in data] == [{"cpu": "0"}, {"cpu": "1"}]
+    data = (await client.get("series", {"match": "app.*", "limit": "2"}))["data"]
+    assert [r["metric"] for r in data] == ["app.new", "app.flat"]
 
 
 async def test_series_glob_labels_and_limit(serve) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import socket
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -20,6 +21,16 @@ from pydantic import (
 from yarl import URL
 
 from infrawatch.alerting.matchers import parse_matcher
+from infrawatch.alerting.timeintervals import (
+    Entry,
+    TimeInterval,
+    parse_days_of_month,
+    parse_location,
+    parse_months,
+    parse_time,
+    parse_weekdays,
+    parse_years,
+)
 from infrawatch.units import ConfigModel, Seconds, SecondsOrZero
 
 SinkType = Literal["discord", "slack", "webhook", "alertmanager", "log"]
@@ -93,6 +104,97 @@ class SinkConfig(ConfigModel):
         return self
 
 
+class TimeRangeConfig(ConfigModel):
+    """One `times` entry: from `start_time` (inclusive) to `end_time` (exclusive), "HH:MM"."""
+
+    start_time: str
+    end_time: str
+
+    @model_validator(mode="after")
+    def _order(self) -> TimeRangeConfig:
+        if parse_time(self.start_time) >= parse_time(self.end_time):
+            raise ValueError("start_time must be before end_time (00:00-24:00, same day)")
+        return self
+
+
+class TimeIntervalEntry(ConfigModel):
+    """One entry of a named time interval; unset fields match any time (Alertmanager's)."""
+
+    times: list[TimeRangeConfig] | None = None
+    weekdays: list[str] | None = None
+    days_of_month: list[str] | None = None
+    months: list[str] | None = None
+    years: list[str] | None = None
+    location: str = "UTC"
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or []:
+            parse_weekdays(text)
+        return value
+
+    @field_validator("days_of_month")
+    @classmethod
+    def _days(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or []:
+            parse_days_of_month(text)
+        return value
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or []:
+            parse_months(text)
+        return value
+
+    @field_validator("years")
+    @classmethod
+    def _years(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or []:
+            parse_years(text)
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        parse_location(value)
+        return value
+
+    def compile(self) -> Entry:
+        """The entry as ranges of numbers, for matching."""
+
+        def ranges(
+            texts: list[str] | None, parse: Callable[[str], tuple[int, int]]
+        ) -> tuple[tuple[int, int], ...] | None:
+            return None if texts is None else tuple(parse(t) for t in texts)
+
+        times = (
+            None
+            if self.times is None
+            else tuple((parse_time(t.start_time), parse_time(t.end_time)) for t in self.times)
+        )
+        return Entry(
+            times,
+            ranges(self.weekdays, parse_weekdays),
+            ranges(self.days_of_month, parse_days_of_month),
+            ranges(self.months, parse_months),
+            ranges(self.years, parse_years),
+            parse_location(self.location),
+        )
+
+
+class TimeIntervalConfig(ConfigModel):
+    """One `[[alerting.time_intervals]]` entry: a named, recurring window routes refer to."""
+
+    name: str = Field(min_length=1)
+    time_intervals: list[TimeIntervalEntry] = Field(default_factory=list)
+
+    def compile(self) -> TimeInterval:
+        """The interval ready for matching."""
+        return TimeInterval(self.name, tuple(e.compile() for e in self.time_intervals))
+
+
 class RouteConfig(ConfigModel):
     """One `[[alerting.routes]]` entry: alerts matching `matchers` go to `sinks`."""
 
@@ -106,6 +208,10 @@ class RouteConfig(ConfigModel):
     send_resolved: bool | None = None
     # Like Alertmanager: keep looking at later routes after this one matched.
     continue_: bool = Field(False, alias="continue")
+    # Names of `[[alerting.time_intervals]]`: send nothing inside any mute interval, or outside
+    # every active one; what still fires when the window ends is notified then.
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -164,6 +270,7 @@ class AlertingConfig(ConfigModel):
     retry: RetryConfig = RetryConfig()
     routes: list[RouteConfig] = Field(default_factory=list)
     silences: list[SilenceConfig] = Field(default_factory=list)
+    time_intervals: list[TimeIntervalConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
     # Labels added to every alert sent, like Prometheus' external_labels (an alert's own labels
     # win). `host` is this machine's hostname unless set here ("" leaves it out).
@@ -211,4 +318,15 @@ class AlertingConfig(ConfigModel):
             unknown = [s for s in route.sinks if s not in known]
             if unknown:
                 raise ValueError(f"routes[{i}] names unknown sinks: {', '.join(unknown)}")
+        intervals = [t.name for t in self.time_intervals]
+        dupes = sorted({n for n in intervals if intervals.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate time_intervals names: {', '.join(dupes)}")
+        for i, route in enumerate(self.routes):
+            for field in ("mute_time_intervals", "active_time_intervals"):
+                unknown = [n for n in getattr(route, field) if n not in intervals]
+                if unknown:
+                    raise ValueError(
+                        f"routes[{i}].{field} names unknown time_intervals: {', '.join(unknown)}"
+                    )
         return self

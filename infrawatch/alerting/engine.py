@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from infrawatch.alerting.annotations import render as render_annotation
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.fingerprint import alert_labels, fingerprint, series_of_alert
 from infrawatch.alerting.links import alert_chart_url
-from infrawatch.alerting.routing import Route, build_routes, build_silences, match_routes
+from infrawatch.alerting.routing import Route, Silence, build_routes, build_silences, match_routes
 from infrawatch.logging import get_logger
 from infrawatch.model import Anomaly, SeriesKey
 
@@ -157,6 +158,24 @@ def annotations_for(anomaly: Anomaly) -> dict[str, str]:
     }
     for key, value in anomaly.evidence.items():
         out[f"evidence_{key}"] = f"{value:g}" if isinstance(value, float) else str(value)
+    # The rule's own templates (summary, description, runbook_url, …) win over the defaults;
+    # one that renders empty (e.g. only a missing label) is left out (the default stays).
+    labels = alert_labels(anomaly)
+    for key, template in anomaly.annotations.items():
+        text = render_annotation(
+            template,
+            value=anomaly.value,
+            metric=anomaly.name,
+            labels=labels,
+            evidence=anomaly.evidence,
+            summary=anomaly.summary,
+            severity=anomaly.severity,
+            rule=anomaly.rule,
+            detector=anomaly.detector,
+            score=anomaly.score,
+        ).strip()
+        if text:
+            out[key] = text
     return out
 
 
@@ -166,7 +185,8 @@ class Engine:
     def __init__(self, cfg: AlertingConfig, sink_names: Sequence[str]) -> None:
         self.cfg = cfg
         self.routes = build_routes(cfg, sink_names)
-        self.silences = build_silences(cfg)
+        self._config_silences = build_silences(cfg)
+        self.silences = list(self._config_silences)  # + the database's (set_runtime_silences)
         self.alerts: dict[str, AlertRecord] = {}
         self.groups: dict[str, Group] = {}
         # Added to what receivers see, not to the alert's identity: fingerprints, routes and
@@ -322,6 +342,12 @@ class Engine:
         for key, group in list(self.groups.items()):
             if group.next_flush is None or group.next_flush > now:
                 continue
+            window = group.route.window
+            if window and window.muted(now):
+                # A muted route sends and marks nothing (Alertmanager's mute_time_intervals);
+                # the flush at the window's end tells receivers whatever holds then.
+                group.next_flush = window.change_after(now)
+                continue
             note = self._flush_group(group, now)
             if note is not None:
                 out.append(note)
@@ -410,6 +436,13 @@ class Engine:
         if at is not None:
             rec.last_notified_at = at
         self._dirty[rec.fingerprint] = rec
+
+    def set_runtime_silences(self, silences: Sequence[Silence]) -> None:
+        """Replace the silences from the database (`infrawatch silence`); config ones stay.
+
+        Nothing else changes: a group checks silences when it is flushed, so what a removed
+        silence held back goes out at the group's next tick, as when a config silence ends."""
+        self.silences = [*self._config_silences, *silences]
 
     def _silenced(self, rec: AlertRecord, now: float) -> bool:
         return any(s.active(rec.labels, now) for s in self.silences)

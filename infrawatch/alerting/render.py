@@ -4,9 +4,10 @@ Lengths are counted in UTF-16 code units (what JavaScript's `.length` counts; ne
 code points), so a message fits whichever way the receiver counts. Whatever is cut is said in
 the message itself ("… 3 more alerts not shown").
 
-An alert's chart link (`generatorURL`, made when `alerting.external_url` is set) is never cut: a
-cut URL opens the wrong chart or none. One too long for the field it goes in is left out, and
-that is logged once per kind of message.
+An alert's chart link (`generatorURL`, made when `alerting.external_url` is set) and its
+`runbook_url` annotation are never cut: a cut URL opens the wrong page or none. One too long for
+the field it goes in is left out, and that is logged once per kind of message. The `summary` and
+`description` annotations are the message's text; other annotations are listed after the labels.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SLACK_FALLBACK_TEXT = 3000
 # A link's markup may take half a section: the alert's own text keeps the other half.
 SLACK_LINK = SLACK_SECTION_TEXT // 2
 SLACK_LINK_TEXT = "Open chart"
+SLACK_RUNBOOK_TEXT = "Runbook"
 
 COLORS = {"critical": 0xE74C3C, "warning": 0xF39C12, "info": 0x3498DB}
 COLOR_RESOLVED = 0x2ECC71
@@ -76,6 +78,14 @@ def chart_link(alert: dict[str, Any]) -> str:
     """The alert's chart URL (`generatorURL`), or "" when it has none that is http(s)."""
     url = alert.get("generatorURL")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return ""
+    return url
+
+
+def runbook_link(annotations: dict[str, str]) -> str:
+    """The `runbook_url` annotation if it is an http(s) URL (what sinks render as a link)."""
+    url = annotations.get("runbook_url", "").strip()
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
         return ""
     return url
 
@@ -150,13 +160,28 @@ def _discord_embed(alert: dict[str, Any], budget: int) -> tuple[dict[str, Any], 
     if starts and not starts.startswith("0001"):
         embed["timestamp"] = starts
     summary = annotations.pop("summary", "")
+    # The description annotation reads as the paragraph under the summary, not as a field.
+    text = "\n".join(t for t in (summary, annotations.pop("description", "")) if t.strip())
     desc_room = min(DISCORD_DESCRIPTION, max(0, (budget - used) // 2))
-    description = truncate(summary, desc_room)
+    description = truncate(text, desc_room)
     if description.strip():
         embed["description"] = description
         used += ulen(description)
-    items = [(k, v) for k, v in labels.items() if k != "alertname"] + list(annotations.items())
     fields: list[dict[str, Any]] = []
+    runbook = runbook_link(annotations)
+    if runbook:
+        annotations.pop("runbook_url")
+        # Markdown link; parentheses in the URL would end it early. Never cut: left out whole.
+        target = runbook.replace("(", "%28").replace(")", "%29")
+        value = f"[Open runbook]({target})"
+        name = "runbook"
+        if (
+            not _too_long("discord runbook", ulen(value), DISCORD_FIELD_VALUE)
+            and used + ulen(name) + ulen(value) + _NOTE_RESERVE <= budget
+        ):
+            fields.append({"name": name, "value": value, "inline": False})
+            used += ulen(name) + ulen(value)
+    items = [(k, v) for k, v in labels.items() if k != "alertname"] + list(annotations.items())
     for index, (key, value) in enumerate(items):
         name = truncate(_nonblank(key), DISCORD_FIELD_NAME)
         left = len(items) - index
@@ -224,9 +249,15 @@ def _slack_section(alert: dict[str, Any]) -> dict[str, Any]:
     labels = {clean(k): clean(v) for k, v in alert.get("labels", {}).items()}
     annotations = {clean(k): clean(v) for k, v in alert.get("annotations", {}).items()}
     summary = annotations.pop("summary", "")
+    description = annotations.pop("description", "")
+    runbook = runbook_link(annotations)
+    if runbook:
+        annotations.pop("runbook_url")
     lines = [f"*{_status_word(alert)}: {slack_escape(labels.pop('alertname', ''))}*"]
     if summary:
         lines.append(slack_escape(summary))
+    if description:
+        lines.append(slack_escape(description))
     lines.append(" ".join(f"`{slack_escape(k)}={slack_escape(v)}`" for k, v in labels.items()))
     lines.extend(f"{slack_escape(k)}: {slack_escape(v)}" for k, v in annotations.items())
     url = chart_link(alert)
@@ -235,6 +266,11 @@ def _slack_section(alert: dict[str, Any]) -> dict[str, Any]:
     link = f"<{slack_escape(url)}|{SLACK_LINK_TEXT}>" if url else ""
     if link and _too_long("slack", ulen(link), SLACK_LINK):
         link = ""
+    if runbook:
+        # "|" would end the URL part of <url|text>; links are never cut, only left out.
+        book = f"<{slack_escape(runbook).replace('|', '%7C')}|{SLACK_RUNBOOK_TEXT}>"
+        if not _too_long("slack runbook", ulen(book) + 3 + ulen(link), SLACK_LINK):
+            link = f"{book} · {link}" if link else book
     room = SLACK_SECTION_TEXT - (ulen(link) + 1 if link else 0)
     text = _slack_truncate("\n".join(line for line in lines if line), room)
     if link:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.matchers import Matcher, matches_all, parse_matcher
+from infrawatch.alerting.timeintervals import Window
 
 DEFAULT_ROUTE = "default"
 
@@ -24,6 +25,8 @@ class Route:
     repeat_interval: float
     send_resolved: bool
     continue_: bool = False
+    # mute_time_intervals / active_time_intervals: when the route may send at all.
+    window: Window = Window()
 
     def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         """The labels that name this alert's group ("..." groups by every label)."""
@@ -70,6 +73,7 @@ def build_routes(cfg: AlertingConfig, sink_names: Sequence[str]) -> list[Route]:
                 cfg.send_resolved,
             )
         ]
+    intervals = {t.name: t.compile() for t in cfg.time_intervals}
     routes = []
     for i, r in enumerate(cfg.routes):
         routes.append(
@@ -83,6 +87,10 @@ def build_routes(cfg: AlertingConfig, sink_names: Sequence[str]) -> list[Route]:
                 r.repeat_interval if r.repeat_interval is not None else cfg.repeat_interval,
                 r.send_resolved if r.send_resolved is not None else cfg.send_resolved,
                 r.continue_,
+                Window(
+                    tuple(intervals[n] for n in r.mute_time_intervals),
+                    tuple(intervals[n] for n in r.active_time_intervals),
+                ),
             )
         )
     return routes

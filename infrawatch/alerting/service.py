@@ -22,11 +22,13 @@ from infrawatch.alerting.delivery import SinkWorker
 from infrawatch.alerting.engine import AlertRecord, Engine
 from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.alerting.outbox import Outbox, OutboxItem, new_notification_id
+from infrawatch.alerting.silences import SELECT_SQL as SILENCES_SQL
+from infrawatch.alerting.silences import from_row as silence_from_row
 from infrawatch.alerting.sinks import Sink, build_sink
 from infrawatch.alerting.sinks.alertmanager import AlertmanagerSink
 from infrawatch.alerting.sinks.log import LogSink
 from infrawatch.detect.base import Detector
-from infrawatch.logging import describe, get_logger
+from infrawatch.logging import at_doubling, describe, get_logger
 from infrawatch.model import Anomaly, SeriesKey
 from infrawatch.runtime.stats import AgentStats, SinkStats
 from infrawatch.storage.store import Store
@@ -34,6 +36,7 @@ from infrawatch.storage.store import Store
 log = get_logger("infrawatch.alerting")
 
 PERSIST_RETRY = 1.0  # seconds between attempts to persist when the database fails
+SILENCE_POLL = 1.0  # seconds between checks for silences written by `infrawatch silence`
 
 
 def detector_probe(
@@ -90,6 +93,7 @@ class AlertService:
         self._unsaved_alerts: dict[str, AlertRecord] = {}
         self._unsaved_items: list[OutboxItem] = []
         self._reconcile_at: float | None = None
+        self._data_version = 0  # PRAGMA data_version when the silences were last read
         self._tasks: list[asyncio.Task[None]] = []  # sink workers
         self._keepalives: list[asyncio.Task[None]] = []  # Alertmanager re-posts
         self._session: aiohttp.ClientSession | None = None
@@ -117,6 +121,8 @@ class AlertService:
         await self.outbox.prune(now - self.cfg.keep_outbox)
         restored = await self.outbox.load_alerts()
         self.engine.restore(restored, now)
+        self._data_version = await self._read_data_version()
+        await self._load_silences(at_start=True)
         if any(r.restored for r in restored):
             self._reconcile_at = now + self.cfg.restart_grace
         pending = await self.outbox.pending()
@@ -136,6 +142,8 @@ class AlertService:
                         sink.keepalive(self._firing_payloads(sink.name)), name=f"am:{sink.name}"
                     )
                 )
+        # Silences from `infrawatch silence` (kept with the keep-alives: cancelled at exit).
+        self._keepalives.append(asyncio.create_task(self._watch_silences(), name="silences"))
         orphans = {i.sink for i in pending} - set(self.workers)
         if orphans:
             log.warning("alert.outbox_orphans", sinks=sorted(orphans), hint="sink renamed?")
@@ -286,6 +294,42 @@ class AlertService:
                 self.workers[sink].add(batch)
         if not self._incoming and not self._gone:
             self._idle.set()
+
+    # -- silences written by the CLI ----------------------------------------------------------
+
+    async def _read_data_version(self) -> int:
+        async with self.store.db.execute("PRAGMA data_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _load_silences(self, *, at_start: bool = False) -> None:
+        """Give the engine the stored silences that have not ended (`infrawatch silence`)."""
+        sql = SILENCES_SQL + " WHERE ends_at > ? ORDER BY created_at"
+        async with self.store.db.execute(sql, (self.clock(),)) as cur:
+            records = [silence_from_row(r) for r in await cur.fetchall()]
+        self.engine.set_runtime_silences([r.to_silence() for r in records])
+        if records or not at_start:
+            log.info("alert.silences_loaded", ids=[r.id for r in records])
+
+    async def _watch_silences(self) -> None:
+        """Reload the silences when another connection (the CLI) committed to the database.
+
+        `PRAGMA data_version` changes only for other connections' commits, so the agent's own
+        writes cost nothing; the CLI writes only the silences table, never alert state."""
+        failures = 0
+        while True:
+            await asyncio.sleep(SILENCE_POLL)
+            try:
+                version = await self._read_data_version()
+                if version != self._data_version:
+                    self._data_version = version
+                    await self._load_silences()
+                    self._wake.set()  # a group that is due anyway sees the change at once
+                failures = 0
+            except Exception as exc:  # locked or failing disk: try again next tick
+                failures += 1
+                if at_doubling(failures):
+                    log.warning("alert.silences_unreadable", error=describe(exc), failures=failures)
 
     def _firing_payloads(self, sink: str) -> Callable[[], list[dict[str, Any]]]:
         def firing() -> list[dict[str, Any]]:

@@ -1,4 +1,6 @@
-"""Command line: `infrawatch init | check | run | query`. Parses arguments and calls the package.
+"""Command line: `infrawatch init | check | run | query | silence | alerts`.
+
+Parses arguments and calls the package.
 
 Heavy modules (asyncio agent, aiohttp, psutil, pydantic) are imported inside the commands, so
 `--help` and `--version` start fast.
@@ -7,6 +9,7 @@ Heavy modules (asyncio agent, aiohttp, psutil, pydantic) are imported inside the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -118,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Times are durations before now (30m, 7d) or RFC 3339 (2026-01-02T15:04:05Z).",
     )
     _query_args(p_query, config_args)
+    from infrawatch.cli import alerts as alerts_cli
+    from infrawatch.cli import silence as silence_cli
+
+    silence_cli.add_parsers(sub, _Parser, config_args)
+    alerts_cli.add_parser(sub, config_args)
     return parser
 
 
@@ -230,6 +238,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     # How the HTTP server is exposed: beyond loopback, with or without auth and TLS.
     for line in check_lines(loaded.settings.http):
         print(line)
+    from infrawatch.export.config import check_lines as export_lines
+
+    # Where samples are pushed; header values (tokens) masked.
+    for line in export_lines(loaded.settings.export):
+        print(line)
     from infrawatch.alerting.check import report as alerting_report
 
     if not alerting_report(loaded.settings.alerting, send_test=args.send_test):
@@ -262,11 +275,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     iw_logging.configure(settings.logging.level, settings.logging.format)
     from infrawatch.errors import StartupError
     from infrawatch.runtime.agent import run
+    from infrawatch.storage.lock import DatabaseInUse, agent_lock
     from infrawatch.storage.store import StoreError
 
     log = iw_logging.get_logger("infrawatch.cli.main")
     try:
-        return run(settings, once=args.once, config_path=loaded.path, overrides=loaded.overrides)
+        # One serving agent per database; `--once` (one cycle) may run beside it, as before.
+        with contextlib.nullcontext() if args.once else agent_lock(settings.storage.path):
+            return run(
+                settings, once=args.once, config_path=loaded.path, overrides=loaded.overrides
+            )
+    except DatabaseInUse as exc:
+        log.error("agent.database_in_use", error=str(exc))
+        return EXIT_USAGE
     except StoreError as exc:
         log.error("agent.store_unusable", error=str(exc))
         return EXIT_USAGE
@@ -298,7 +319,40 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"init": cmd_init, "check": cmd_check, "run": cmd_run, "query": cmd_query}
+def cmd_silence(args: argparse.Namespace) -> int:
+    """Add, list or expire silences; bad input is one line and exit 2, nothing written."""
+    from infrawatch.cli.silence import run as run_silence
+
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    return run_silence(args, loaded.settings, sys.stdout, sys.stderr)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """The on-call view: firing alerts, their silences and last notifications (read-only)."""
+    from infrawatch.cli.alerts import run as run_alerts
+    from infrawatch.storage.read import QueryError
+
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    try:
+        run_alerts(args, loaded.settings, sys.stdout)
+    except QueryError as exc:
+        print(f"infrawatch alerts: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "check": cmd_check,
+    "run": cmd_run,
+    "query": cmd_query,
+    "silence": cmd_silence,
+    "alerts": cmd_alerts,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,17 +9,17 @@ last time, only the values are read again.
 Names (the one place they are decided; docs/scrape.md has the same table). `foo` is the family
 name as the library reports it (a text-format counter `foo_total` is family `foo`):
 
-| exposed type            | stored series                                   | value               |
-|-------------------------|-------------------------------------------------|---------------------|
-| gauge, untyped          | `foo` (the sample name as exposed)              | as exposed          |
-| counter                 | `foo_total.rate`                                | per second          |
-| histogram               | `foo.count.rate`                                | observations / s    |
-|                         | `foo.p50`, `foo.p90`, `foo.p99`                 | the unit of `le`    |
-| summary                 | `foo.q<quantile>` (`foo.q0.5`, `foo.q0.99`)     | as exposed          |
-|                         | `foo.count.rate`                                | observations / s    |
-| gaugehistogram          | `foo.count` (`_gcount`), `foo.p50/.p90/.p99`    | as exposed, le unit |
-| info                    | `foo_info` (the sample name), value 1           | 1                   |
-| stateset                | `foo{foo="state"}` (the sample name), 0 or 1    | as exposed          |
+| exposed type              | stored series                                 | value               |
+|---------------------------|-----------------------------------------------|---------------------|
+| gauge, untyped            | `foo` (the sample name as exposed)            | as exposed          |
+| counter `foo`/`foo_total` | `foo_total.rate`                              | per second          |
+| histogram                 | `foo.count.rate`                              | observations / s    |
+|                           | `foo.p50`, `foo.p90`, `foo.p99`               | the unit of `le`    |
+| summary                   | `foo.q<quantile>` (`foo.q0.5`, `foo.q0.99`)   | as exposed          |
+|                           | `foo.count.rate`                              | observations / s    |
+| gaugehistogram            | `foo.count` (`_gcount`), `foo.p50/.p90/.p99`  | as exposed, le unit |
+| info                      | `foo_info` (the sample name)                  | 1                   |
+| stateset                  | `foo{foo="<state>"}` (the sample name)        | 0 or 1              |
 
 Dropped: `_sum` samples, `_created` samples (and the text format's `foo_created` gauge families
 beside a counter, histogram or summary `foo`), exemplars, native-histogram samples.
@@ -68,6 +68,14 @@ from infrawatch.model import Labels, Sample
 _parse_openmetrics: Callable[[str], Iterable[Metric]] = om_parser.text_string_to_metric_families
 
 OPENMETRICS_TYPE = "application/openmetrics-text"
+# The name mapping in one line, as `check` states it (the table above; docs/scrape.md "Names").
+NAME_MAPPING = (
+    "gauge/untyped foo → foo (as exposed); counter foo or foo_total → foo_total.rate "
+    "(per second); histogram foo → foo.count.rate, foo.p50, foo.p90, foo.p99; "
+    "summary foo → foo.q<quantile> (foo.q0.99), foo.count.rate; info foo → foo_info (1); "
+    "stateset foo → foo{foo=<state>} (0/1); gaugehistogram foo → foo.count, foo.p50, foo.p90, "
+    "foo.p99"
+)
 # (quantile, name suffix) of the histogram estimates.
 QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"))
 HISTOGRAM_SERIES = 1 + len(QUANTILES)  # count.rate and the quantiles: its weight under the cap
@@ -387,6 +395,8 @@ class Converter:
     # -- admission ------------------------------------------------------------------------------
 
     def _wanted(self, name: str, typ: str) -> bool:
+        if self._keep is None and self._drop is None:
+            return True
         names = [name]
         if typ == "counter":
             names.append(name + "_total")
@@ -428,6 +438,9 @@ class Converter:
     def _scalar(self, name: str, scraped: dict[str, str]) -> Labels | None:
         """The labels of the one-sample series `name`, or None if it is not converted in this
         scrape (filtered, beyond the cap, a repeat)."""
+        if self._filtering:
+            self._filtered += 1
+            return None
         memo = self._memo.get(id(scraped))
         if memo is not None and memo[0] is scraped and memo[1] == name:
             entry = memo[3]

@@ -7,8 +7,8 @@ write a temporary file and rename it over the `.prom` file. A file that does not
 (half-written, garbage, over `max_file_bytes`, or with client-side timestamps, which
 node_exporter refuses too) is skipped whole and counted; the other files are still read.
 
-As node_exporter does, the producer adds `textfile.mtime_seconds{file}` for each file read and
-`textfile.scrape_error` (1 when any file or the directory could not be read, else 0); series
+As node_exporter does, the producer adds `textfile.mtime_seconds{file=<path>}` for each file read,
+and `textfile.scrape_error` (1 when any file or the directory could not be read, else 0); series
 from the files get no `file` label. Reads run on the producer's own daemon thread: a directory
 on a hung network mount stalls only this producer and never the agent's exit.
 """
@@ -153,7 +153,9 @@ class TextfileProducer(BaseProducer):
             if self.failing.pop(name, 0):
                 log.info("textfile.file_recovered", file=name)
             families.extend(read.families)
-            out.append(Sample(MTIME, read.mtime, ts, make_labels({"file": name})))
+            # node_exporter (1.5) labels the mtime with the file's path, not its name.
+            path = str(self.directory / name)
+            out.append(Sample(MTIME, read.mtime, ts, make_labels({"file": path})))
         for gone in self.failing.keys() - set(names):
             del self.failing[gone]  # a removed file is no longer failing
         conversion = self._converter.convert(families, ts)

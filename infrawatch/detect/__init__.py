@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infrawatch.detect.art import ArtDetector
 from infrawatch.detect.base import Detector
 from infrawatch.detect.config import AnalysisConfig
 from infrawatch.detect.novelty import NoveltyDetector
@@ -17,8 +18,12 @@ def build_detectors(config: AnalysisConfig) -> list[Detector]:
     if config.zscore.enabled:
         beside = config.novelty if config.novelty.enabled else None
         detectors.append(ZScoreDetector(config.zscore, beside))
-    if config.novelty.enabled:
-        detectors.append(NoveltyDetector(config.novelty))
+    novelty = NoveltyDetector(config.novelty) if config.novelty.enabled else None
+    if novelty is not None:
+        detectors.append(novelty)
+    if config.art.enabled:
+        # After novelty: ART counts only if it beats novelty's refractory peak (one period).
+        detectors.append(ArtDetector(config.art, novelty))
     return detectors
 
 

@@ -23,6 +23,25 @@ def calibrated(stat: float, threshold: float) -> float:
     return BELOW_HALF if score >= 0.5 and stat < threshold else score
 
 
+def confidence(n: int, age: float, full_samples: int, full_seconds: float) -> float:
+    """Confidence in [0, 1] of a series with `n` samples spanning `age` seconds: min(1,
+    n / full_samples, age / full_seconds), a 0 setting disabling its part. Like the detectors'
+    windows ("the longer of N samples and T seconds"), full confidence needs both."""
+    c = 1.0
+    if full_samples > 0 and n < full_samples:
+        c = n / full_samples
+    if full_seconds > 0.0 and age < full_seconds:
+        t = age / full_seconds if age > 0.0 else 0.0
+        if t < c:
+            c = t
+    return c
+
+
+def young_text(conf: float) -> str:
+    """The evidence's note that a score was reduced for a young series."""
+    return f"young series: {100.0 * conf:.0f} % of its history"
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesState:
     """A detector's current view of one series, for /metrics.

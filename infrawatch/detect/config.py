@@ -7,10 +7,11 @@ first match wins.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from infrawatch.alerting.annotations import check_annotations
 from infrawatch.units import ConfigModel, Seconds, SecondsOrZero
 
 Op = Literal[">", ">=", "<", "<="]
@@ -19,6 +20,12 @@ Direction = Literal["up", "down", "both"]
 
 class _Model(ConfigModel):
     model_config = ConfigDict(populate_by_name=True)
+
+
+# `summary`, `description`, `runbook_url` or any other name → a template whose placeholders
+# ({value}, {labels.NAME}, {evidence.NAME}, …: see infrawatch.alerting.annotations) the alert
+# engine fills in; a summary given here replaces the detector's own.
+Annotations = Annotated[dict[str, str], AfterValidator(check_annotations)]
 
 
 class ThresholdRule(_Model):
@@ -36,6 +43,7 @@ class ThresholdRule(_Model):
     # firing level itself.
     resolve: float | None = None
     keep_firing_for: SecondsOrZero = 0.0
+    annotations: Annotations = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _levels(self) -> ThresholdRule:
@@ -70,6 +78,15 @@ def default_threshold_rules() -> list[ThresholdRule]:
         ("swap_high", "system.paging.utilization", {}, 0.50, 0.80, 0.40, 600.0),
         ("inodes_full", "system.filesystem.inodes.utilization", {}, 0.85, 0.95, 0.80, 600.0),
     ]
+    summaries = {
+        "cpu_high": "CPU busy: {value} above {evidence.level} for 5 minutes",
+        "memory_high": "Memory {value} used, above {evidence.level} for 5 minutes",
+        "filesystem_full": "Filesystem {labels.mountpoint} is {value} full"
+        " (above {evidence.level})",
+        "swap_high": "Swap {value} used, above {evidence.level} for 10 minutes",
+        "inodes_full": "Filesystem {labels.mountpoint} has used {value} of its inodes"
+        " (above {evidence.level})",
+    }
     rules = [
         ThresholdRule.model_validate(
             {
@@ -82,6 +99,7 @@ def default_threshold_rules() -> list[ThresholdRule]:
                 "resolve": resolve,
                 "for": hold,
                 "keep_firing_for": 60.0,
+                "annotations": {"summary": summaries[name], "description": "{evidence.summary}"},
             }
         )
         for name, metric, labels, warning, critical, resolve, hold in specs
@@ -89,7 +107,17 @@ def default_threshold_rules() -> list[ThresholdRule]:
     # A `[[scrape]]` target whose scrapes have failed for a minute (`up` is 0 after each one).
     rules.append(
         ThresholdRule.model_validate(
-            {"name": "target_down", "metric": "up", "op": "<", "critical": 1.0, "for": 60.0}
+            {
+                "name": "target_down",
+                "metric": "up",
+                "op": "<",
+                "critical": 1.0,
+                "for": 60.0,
+                "annotations": {
+                    "summary": "Scrape target {labels.job} {labels.instance} is down",
+                    "description": "Every scrape of it has failed for a minute or more.",
+                },
+            }
         )
     )
     return rules
@@ -111,6 +139,8 @@ class ZScoreOverride(_Model):
     season_slots: int | None = Field(None, ge=2, le=10_000)
     suppress: Seconds | None = None
     resolve_ratio: float | None = Field(None, gt=0, le=1)
+    confidence_samples: int | None = Field(None, ge=0)
+    confidence: SecondsOrZero | None = None
 
 
 class ZScoreConfig(_Model):
@@ -137,7 +167,15 @@ class ZScoreConfig(_Model):
     suppress: Seconds = 86400.0
     # An anomaly resolves once |z| falls below threshold × resolve_ratio.
     resolve_ratio: float = Field(0.5, gt=0, le=1)
+    # Confidence by history, as for novelty: z is scaled by min(1, n / confidence_samples,
+    # age / confidence). 0 = off.
+    confidence_samples: int = Field(2000, ge=0)
+    confidence: SecondsOrZero = 86400.0
     overrides: list[ZScoreOverride] = Field(default_factory=list)
+    # Templates for every z-score alert (as a threshold rule's); {evidence.z}, {evidence.mean} …
+    annotations: Annotations = Field(
+        default_factory=lambda: {"summary": "{metric} is unusual: {evidence.summary}"}
+    )
 
 
 class NoveltyOverride(_Model):
@@ -156,6 +194,8 @@ class NoveltyOverride(_Model):
     seasonal_weight: float | None = Field(None, ge=0)
     refractory: SecondsOrZero | None = None
     refractory_samples: int | None = Field(None, ge=1)
+    confidence_samples: int | None = Field(None, ge=0)
+    confidence: SecondsOrZero | None = None
 
 
 class NoveltyConfig(_Model):
@@ -181,7 +221,49 @@ class NoveltyConfig(_Model):
     season_slots: int = Field(288, ge=2, le=10_000)
     refractory: SecondsOrZero = 6 * 3600.0
     refractory_samples: int = Field(72, ge=1)
+    # Confidence by history: the evidence is scaled by min(1, n / confidence_samples,
+    # age / confidence), so a young series does not announce its own ordinary peaks. 0 = off.
+    confidence_samples: int = Field(2000, ge=0)
+    confidence: SecondsOrZero = 86400.0
     overrides: list[NoveltyOverride] = Field(default_factory=list)
+    # Templates for every novelty alert; {evidence.min}, {evidence.max}, {evidence.exceedance} …
+    annotations: Annotations = Field(
+        default_factory=lambda: {"summary": "{metric} left its usual range: {evidence.summary}"}
+    )
+
+
+class ArtOverride(_Model):
+    """`[[analysis.art.overrides]]`: different adaptive-resonance settings for matching series."""
+
+    metric: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    enabled: bool | None = None
+    threshold: float | None = Field(None, gt=0)
+    step_samples: int | None = Field(None, ge=1)
+    step: SecondsOrZero | None = None
+    learning_steps: int | None = Field(None, ge=16, le=10_000)
+    range_margin: float | None = Field(None, ge=0)
+    max_categories: int | None = Field(None, ge=2, le=10_000)
+    refractory: SecondsOrZero | None = None
+    refractory_samples: int | None = Field(None, ge=1)
+
+
+class ArtConfig(_Model):
+    """`[analysis.art]`: adaptive resonance over the shape of the last 8 steps (new shapes)."""
+
+    enabled: bool = True
+    # Event strength (0-1: how far below vigilance the best match was) at which it fires.
+    threshold: float = Field(0.5, gt=0)
+    # A step: the longer of `step_samples` samples and `step` seconds.
+    step_samples: int = Field(7, ge=1)
+    step: SecondsOrZero = 2100.0
+    learning_steps: int = Field(107, ge=16, le=10_000)
+    range_margin: float = Field(0.75, ge=0)
+    max_categories: int = Field(128, ge=2, le=10_000)
+    # Used only when range novelty is off (otherwise ART shares novelty's refractory period).
+    refractory: SecondsOrZero = 6 * 3600.0
+    refractory_samples: int = Field(72, ge=1)
+    overrides: list[ArtOverride] = Field(default_factory=list)
 
 
 class AnalysisConfig(_Model):
@@ -190,3 +272,4 @@ class AnalysisConfig(_Model):
     threshold: list[ThresholdRule] = Field(default_factory=default_threshold_rules)
     zscore: ZScoreConfig = ZScoreConfig()
     novelty: NoveltyConfig = NoveltyConfig()
+    art: ArtConfig = ArtConfig()

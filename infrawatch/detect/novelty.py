@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector
+from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector, confidence, young_text
 from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.seasonal import SeasonalRing
@@ -52,6 +52,8 @@ class NParams:
     slots: int
     refractory_samples: int
     refractory_seconds: float
+    confidence_samples: int = 0
+    confidence_seconds: float = 0.0
 
 
 class _Range:
@@ -144,6 +146,8 @@ class _NState:
         "anomalous",
         "block_end_n",
         "block_end_ts",
+        "born",
+        "conf",
         "evidence",
         "exceed",
         "interval",
@@ -178,6 +182,8 @@ class _NState:
         self.exceed = 0.0
         self.interval = 0.0
         self.last_ts = -math.inf
+        self.born = math.inf  # time of the oldest sample (seeded or seen): the series' age
+        self.conf = 1.0  # the confidence applied to the latest sample's evidence
         self.evidence: tuple[int, float, float, float, float] | None = None
 
 
@@ -206,6 +212,8 @@ def novelty_params(config: NoveltyConfig, key: SeriesKey) -> NParams | None:
         slots=int(merged["season_slots"]),
         refractory_samples=int(merged["refractory_samples"]),
         refractory_seconds=float(merged["refractory"]),
+        confidence_samples=int(merged["confidence_samples"]),
+        confidence_seconds=float(merged["confidence"]),
     )
 
 
@@ -274,6 +282,8 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
         by_ts = {b.ts: b for b in history}
         seen_lo, seen_hi = math.inf, -math.inf
         value, median, change = st.ranges
+        if history and history[0].ts < st.born:
+            st.born = history[0].ts  # restored history counts as history: not young again
         for b in history:
             end = b.ts + width
             value.add_span(b.min, b.max, b.count, b.ts, end, p)
@@ -291,6 +301,19 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             for b in ring:
                 # The ring holds each slot's mean one season ago.
                 st.ring.seed(b.ts, b.mean)
+
+    def refractory_peak(self, key: SeriesKey) -> float:
+        """Highest raw score of `key`'s current refractory period (0.0 if untracked)."""
+        st = self._series.get(key)
+        if st is None:
+            return 0.0
+        return st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
+
+    def note_peak(self, key: SeriesKey, raw: float) -> None:
+        """Count another detector's raw score in `key`'s refractory period (a shared period)."""
+        st = self._series.get(key)
+        if st is not None and raw > st.peak_cur:
+            st.peak_cur = raw
 
     def bounds(self, key: SeriesKey) -> list[tuple[float, float]]:
         """(min, max) of each feature's history for `key` (value, median, seasonal change)."""
@@ -324,6 +347,8 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             if st.last_ts > -math.inf:
                 st.interval = ts - st.last_ts
             st.last_ts = ts
+        if ts < st.born:
+            st.born = ts
         # Features: the value, the rolling median, the seasonal change.
         recent = st.recent
         srt = st.sorted_recent
@@ -355,6 +380,11 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
                         best_f = f
                         st.evidence = (f, v, lo, hi, r.since())
             r.add(v, ts, p)
+        if best > 0.0 and (p.confidence_samples or p.confidence_seconds):
+            # A young series has not yet seen its own ordinary range: scale its evidence.
+            conf = confidence(ranges[0].n, ts - st.born, p.confidence_samples, p.confidence_seconds)
+            st.conf = conf
+            best *= conf
         raw = best / (best + p.threshold) if best > 0.0 else 0.0
         if raw >= 0.5 and best < p.threshold:  # rounding: below the threshold never fires
             raw = BELOW_HALF
@@ -388,6 +418,10 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
         p = st.p
         evidence: dict[str, float | str] = {"exceedance": exceed, "threshold": p.threshold}
         summary = f"{sample.name} back inside its usual range"
+        young = status == "firing" and st.conf < 1.0
+        if young:
+            evidence["confidence"] = round(st.conf, 4)
+            evidence["young"] = young_text(st.conf)
         if st.evidence is not None:
             f, v, lo, hi, since = st.evidence
             span = _span(sample.ts - since)
@@ -410,6 +444,8 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
                 what = f"change vs {format_duration(p.slot_width * p.slots)} ago {v:+.4g}"
             if status == "firing":
                 summary = f"{what} {side} the {span} {bound} ({by})"
+                if young:
+                    summary += f"; {young_text(st.conf)}, evidence scaled by {st.conf:.2f}"
         return Anomaly.of(
             sample,
             detector=self.name,
@@ -419,6 +455,7 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             score=score,
             evidence=evidence,
             summary=summary,
+            annotations=self.config.annotations,
         )
 
 

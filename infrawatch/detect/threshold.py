@@ -239,6 +239,7 @@ class ThresholdDetector:
             score=1.0 if status == "firing" else 0.0,
             evidence=evidence,
             summary=summary,
+            annotations=cfg.annotations,
         )
 
 

@@ -21,7 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector, calibrated
+from infrawatch.detect.base import (
+    BELOW_HALF,
+    PerSeriesDetector,
+    calibrated,
+    confidence,
+    young_text,
+)
 from infrawatch.detect.config import NoveltyConfig, ZScoreConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.novelty import novelty_params
@@ -54,6 +60,8 @@ class ZParams:
     slots: int
     suppress: float
     resolve_z: float
+    confidence_samples: int = 0
+    confidence_seconds: float = 0.0
 
 
 class _ZState:
@@ -62,6 +70,8 @@ class _ZState:
     __slots__ = (
         "anomalous",
         "block_end",
+        "born",
+        "conf",
         "dmean",
         "dn",
         "dvar",
@@ -89,6 +99,8 @@ class _ZState:
         self.p = p
         self.n = 1
         self.last_ts = ts
+        self.born = ts  # restore replays raw samples, so a restored series is not young
+        self.conf = 1.0
         self.last_x = x
         self.interval = 0.0
         self.mean = x
@@ -143,6 +155,8 @@ def _params(
         slots=int(merged["season_slots"]),
         suppress=float(merged["suppress"]),
         resolve_z=threshold * float(merged["resolve_ratio"]),
+        confidence_samples=int(merged["confidence_samples"]),
+        confidence_seconds=float(merged["confidence"]),
     )
 
 
@@ -273,6 +287,11 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
                 dev = -lim
         st.mean += a * dev
         st.var = (1.0 - a) * (st.var + a * dev * dev)
+        if zbest > 0.0 and (p.confidence_samples or p.confidence_seconds):
+            # A young baseline has not yet seen the series' ordinary swings: scale its z.
+            conf = confidence(n, ts - st.born, p.confidence_samples, p.confidence_seconds)
+            st.conf = conf
+            zbest *= conf
         raw = zbest / (zbest + p.threshold) if zbest > 0.0 and n >= p.min_samples else 0.0
         if raw >= 0.5 and zbest < p.threshold:  # rounding: below the threshold never fires
             raw = BELOW_HALF
@@ -342,6 +361,10 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             )
         if status == "resolved":
             what = f"back to normal: {what} (resolves below {p.resolve_z:g}σ)"
+        elif st.conf < 1.0:
+            evidence["confidence"] = round(st.conf, 4)
+            evidence["young"] = young_text(st.conf)
+            what = f"{what}; {young_text(st.conf)}, z scaled by {st.conf:.2f}"
         return Anomaly.of(
             sample,
             detector=self.name,
@@ -351,4 +374,5 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             score=score,
             evidence=evidence,
             summary=what,
+            annotations=self.config.annotations,
         )

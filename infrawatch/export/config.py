@@ -87,8 +87,10 @@ class ExportConfig(ConfigModel):
     @property
     def endpoint(self) -> str:
         """Where requests go: OTLP's `<url>/v1/metrics` (unless given so), else the URL."""
-        if self.type == "otlp" and not self.url.rstrip("/").endswith(OTLP_METRICS_PATH):
-            return self.url.rstrip("/") + OTLP_METRICS_PATH
+        url = URL(self.url)
+        path = url.path.rstrip("/")
+        if self.type == "otlp" and not path.endswith(OTLP_METRICS_PATH):
+            return str(url.with_path(path + OTLP_METRICS_PATH, keep_query=True))
         return self.url
 
     @property

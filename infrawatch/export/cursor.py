@@ -59,9 +59,7 @@ _PRUNE = (
     "(SELECT min(seq) FROM export_cursors), (SELECT min(seq) FROM export_log) + ?1)"
 )
 _READ = "SELECT seq, series_id, ts, value FROM export_log WHERE seq > ? ORDER BY seq LIMIT ?"
-_SERIES = (
-    "SELECT id, name, labels FROM series WHERE id IN (SELECT value FROM json_each(?))"
-)
+_SERIES = "SELECT id, name, labels FROM series WHERE id IN (SELECT value FROM json_each(?))"
 
 Row = tuple[int, int, float, float]  # seq, series_id, ts (epoch s), value
 
@@ -76,9 +74,8 @@ async def prune(store: Store, *, chunk: int = PRUNE_CHUNK) -> int:
     """Delete log rows every cursor has passed, `chunk` per transaction; count them."""
     total = 0
     while True:
-        async with store.transaction() as db:
-            async with db.execute(_PRUNE, (chunk,)) as cur:
-                deleted = cur.rowcount
+        async with store.transaction() as db, db.execute(_PRUNE, (chunk,)) as cur:
+            deleted = cur.rowcount
         total += deleted
         if deleted < chunk:
             return total

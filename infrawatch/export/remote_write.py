@@ -40,7 +40,7 @@ def _schema() -> descriptor_pb2.FileDescriptorProto:
             msg.field.add(
                 name=field_name,
                 number=number,
-                type=kind,  # type: ignore[arg-type]
+                type=kind,
                 label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
                 **({"type_name": type_name} if type_name else {}),
             )
@@ -59,14 +59,14 @@ def _schema() -> descriptor_pb2.FileDescriptorProto:
 _POOL = descriptor_pool.DescriptorPool()
 _POOL.Add(_schema())
 # Message classes built at run time have no static attributes: typed Any, exercised by tests.
-WriteRequest: Any = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("prometheus.WriteRequest"))
+WriteRequest: Any = message_factory.GetMessageClass(
+    _POOL.FindMessageTypeByName("prometheus.WriteRequest")
+)
 Label: Any = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("prometheus.Label"))
 Sample: Any = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("prometheus.Sample"))
 
 
-def series_labels(
-    name: str, labels: Labels, external: Mapping[str, str]
-) -> list[tuple[str, str]]:
+def series_labels(name: str, labels: Labels, external: Mapping[str, str]) -> list[tuple[str, str]]:
     """A series' remote-write labels: `__name__` first, then sorted; external ones added."""
     own: dict[str, str] = {}
     for key, value in labels:

@@ -50,6 +50,7 @@ from infrawatch.web.server import HttpServer
 
 if TYPE_CHECKING:
     from infrawatch.collectors.scrape import ScrapeProducer
+    from infrawatch.export.exporter import ExportService
 
 log = get_logger("infrawatch.runtime.agent")
 
@@ -116,6 +117,7 @@ class Agent:
         self.timings: dict[str, Timing] = {}
         self.latest = LatestValues(self.timings, on_expire=self.forget_series)
         self.http: HttpServer | None = None
+        self.exports: ExportService | None = None
         # SIGHUP re-reads the configuration the way it was loaded at start.
         self.reloader = Reloader(self, config_path=config_path, overrides=overrides)
         self.producer_wakeups = {p.name: asyncio.Event() for p in self.producers}
@@ -164,6 +166,21 @@ class Agent:
             ),
         )
         self.alerter = await stack.enter_async_context(self.alert_service)
+        if not self.once:
+            # One task per [[export]] entry, reading what the pipeline stores; closed before the
+            # store. With none configured this only stops the store from logging writes for
+            # export. --once leaves export state alone (it may run beside a serving agent).
+            from infrawatch.export.exporter import ExportService
+
+            self.exports = await stack.enter_async_context(
+                ExportService(
+                    self.settings.export,
+                    self.store,
+                    self.stats,
+                    retention=self.settings.storage.retention,
+                    external_labels=self.settings.alerting.sent_labels(),
+                )
+            )
         self.pipeline = Pipeline(
             self.queue,
             self.store,
@@ -297,6 +314,11 @@ class Agent:
         except TimeoutError:
             lost = pipeline.abandon()
             log.error("agent.drain_deadline_exceeded", deadline=deadline, dropped_samples=lost)
+        if self.exports is not None and self.exports.exporters:
+            # What the drain stored goes out now; what can't within the budget stays behind the
+            # cursors for the next start. The alerter keeps its minimum.
+            left = deadline - (time.monotonic() - started)
+            await self.exports.flush(max(0.0, left - MIN_ALERTER_SHUTDOWN))
         if self.alert_service is not None:
             # One budget for the whole shutdown: the alerter's last delivery round (run as the
             # exit stack closes it) gets what the drain left, but at least enough to persist its

@@ -14,6 +14,7 @@ from pathlib import Path
 from infrawatch import __version__
 from infrawatch.alerting.engine import AlertRecord
 from infrawatch.alerting.service import AlertService
+from infrawatch.alerting.silences import SilenceRecord, config_silences
 from infrawatch.detect.base import Detector
 from infrawatch.detect.config import ThresholdRule
 from infrawatch.model import SeriesKey
@@ -147,8 +148,12 @@ class StatusView:
         return list(self._alerts.engine.alerts.values())
 
     def silenced(self, labels: Mapping[str, str]) -> bool:
-        """Whether a configured silence mutes an alert with `labels` now."""
+        """Whether a silence (config file or `infrawatch silence`) mutes `labels` now."""
         if self._alerts is None:
             return False
         now = time.time()
         return any(s.active(labels, now) for s in self._alerts.engine.silences)
+
+    def config_silences(self) -> Sequence[SilenceRecord]:
+        """`[[alerting.silences]]` of the running alerter (`/api/v1/silences` lists them)."""
+        return config_silences(self._alerts.cfg) if self._alerts is not None else ()

@@ -129,7 +129,7 @@ def chart(
     pending = pending_span(conn)
     out = []
     for ref in refs:
-        found = step_buckets(conn, ref.id, start, end, step, pending)
+        found = step_buckets(conn, ref.id, start, end, step, pending, with_last=False)
         out.append(
             ChartSeries(
                 ref,

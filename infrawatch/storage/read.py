@@ -15,14 +15,15 @@ import re
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from infrawatch.storage.rollup import Bucket, Pending, by_step, ceil_to, floor_to, plan
-from infrawatch.storage.store import SCHEMA_VERSION
+from infrawatch.model import SeriesKey
+from infrawatch.storage.rollup import Bucket, Pending, ceil_to, combine, floor_to, plan
+from infrawatch.storage.store import SCHEMA_VERSION, labels_json
 from infrawatch.units import parse_duration
 
 Agg = Literal["avg", "min", "max", "last", "count", "p95"]
@@ -40,9 +41,8 @@ class NotFound(QueryError):
     """An unknown metric, or no series of it with the given labels."""
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesRef:
-    """One stored series."""
+class SeriesRef(NamedTuple):
+    """One stored series (a tuple: the page's list makes one per series, 10,000 and more)."""
 
     id: int
     name: str
@@ -220,19 +220,80 @@ def list_series(
     return out
 
 
-def series_refs(
+def iter_series(
     conn: sqlite3.Connection, *, match: str | None = None, labels: dict[str, str] | None = None
-) -> list[SeriesRef]:
-    """Stored series (name GLOB `match`, with `labels`), by name and labels; no sample reads."""
+) -> Iterator[SeriesRef]:
+    """Stored series (name GLOB `match`, with `labels`) by name and labels; no sample reads.
+
+    A generator: a caller that keeps a few of 10,000 series never holds them all at once.
+    """
     where, params = _series_filter(match, labels or {})
-    # One JSON document for all rows: one json.loads in C instead of one per series (10,000
-    # series for the page's list).
+    sql = f"SELECT id, name, labels FROM series WHERE 1 = 1{where} ORDER BY name, labels"  # noqa: S608 - only "?"
+    for row in conn.execute(sql, params):
+        yield _ref(row)
+
+
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    """SQLite's GLOB (`name GLOB pattern`) as a regular expression, for names in memory.
+
+    `*` any text, `?` one character, `[abc]`, `[a-z]`, `[^…]` (a leading `]` is a member; `-`
+    makes a range only between two members), case-sensitive. An unclosed `[` never matches in
+    SQLite; here it is a QueryError, so a typo is reported instead of matching nothing.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c != "[":
+            out.append(re.escape(c))
+        else:
+            start = i - 1
+            invert = i < n and pattern[i] == "^"
+            i += invert
+            members: list[tuple[str, str]] = []
+            if i < n and pattern[i] == "]":
+                members.append(("]", "]"))
+                i += 1
+            prior: str | None = None  # as in SQLite, a leading "]" can't start a range
+            while i < n and pattern[i] != "]":
+                c2 = pattern[i]
+                if c2 == "-" and prior is not None and i + 1 < n and pattern[i + 1] != "]":
+                    members.append((prior, pattern[i + 1]))  # the prior stays a member
+                    prior = None
+                    i += 2
+                else:
+                    members.append((c2, c2))
+                    prior = c2
+                    i += 1
+            if i >= n:
+                raise QueryError(f"unclosed '[' at position {start} in glob {pattern!r}")
+            i += 1
+            spans = "".join(
+                re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}"
+                for lo, hi in members
+                if lo <= hi  # SQLite: an inverted range matches nothing
+            )
+            if spans:
+                out.append(f"[{'^' if invert else ''}{spans}]")
+            else:
+                out.append("." if invert else "(?!)")
+    return re.compile("".join(out), re.DOTALL)
+
+
+def series_ids(conn: sqlite3.Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKey, int]:
+    """Ids of the stored series among `keys` (one query; the UNIQUE (name, labels) index)."""
+    texts = {(name, labels_json(labels)): (name, labels) for name, labels in keys}
     sql = (
-        "SELECT json_group_array(json_array(id, name, json(labels))) FROM"  # noqa: S608 - only "?"
-        f" (SELECT id, name, labels FROM series WHERE 1 = 1{where} ORDER BY name, labels)"
+        "SELECT s.id, s.name, s.labels FROM json_each(?) AS j JOIN series AS s"
+        " ON s.name = json_extract(j.value, '$[0]') AND s.labels = json_extract(j.value, '$[1]')"
     )
-    row = conn.execute(sql, params).fetchone()
-    return [SeriesRef(sid, name, labels) for sid, name, labels in json.loads(row[0])]
+    rows = conn.execute(sql, (json.dumps(list(texts)),))
+    return {texts[(name, labels)]: int(sid) for sid, name, labels in rows}
 
 
 def find_series(conn: sqlite3.Connection, metric: str, labels: dict[str, str]) -> list[SeriesRef]:
@@ -312,39 +373,60 @@ AGGREGATES = {
 }
 
 
-def _bucket_sql(table: str) -> str:
+def _bucket_sql(table: str, with_last: bool) -> str:
     """Rows of series ?2 in [?3, ?4) of `table` merged per bucket of ?1 seconds, oldest first.
 
     SQLite aggregates (a day of 1 s samples is 86,400 rows; Python objects per row would cost
-    ten times more); `last` is the newest row of the bucket within [?3, ?4).
+    ten times more); `last` is the newest row of the bucket within [?3, ?4), or NULL without
+    `with_last` (one index lookup per bucket saved).
     """
     count, total, sumsq, lo, hi, last = AGGREGATES[table]
     bucket = "CAST(t.ts / ?1 AS INTEGER) * ?1"  # floor: ts is positive
+    newest = (
+        f"(SELECT r.{last} FROM {table} AS r WHERE r.series_id = ?2"  # noqa: S608 - fixed names
+        f" AND r.ts >= max(?3, {bucket}) AND r.ts < min(?4, {bucket} + ?1)"
+        " ORDER BY r.ts DESC LIMIT 1)"
+        if with_last
+        else "NULL"
+    )
     return (
-        f"SELECT {bucket} AS b, {count}, {total}, {sumsq}, {lo}, {hi},"  # noqa: S608 - fixed names
-        f" (SELECT r.{last} FROM {table} AS r WHERE r.series_id = ?2"
-        f"   AND r.ts >= max(?3, {bucket}) AND r.ts < min(?4, {bucket} + ?1)"
-        "   ORDER BY r.ts DESC LIMIT 1)"
+        f"SELECT {bucket} AS b, {count}, {total}, {sumsq}, {lo}, {hi}, {newest}"  # noqa: S608 - fixed names
         f" FROM {table} AS t WHERE t.series_id = ?2 AND t.ts >= ?3 AND t.ts < ?4"
         " GROUP BY b ORDER BY b"
     )
 
 
 def step_buckets(
-    conn: sqlite3.Connection, sid: int, start: float, end: float, step: int, pending: Pending | None
+    conn: sqlite3.Connection,
+    sid: int,
+    start: float,
+    end: float,
+    step: int,
+    pending: Pending | None,
+    *,
+    with_last: bool = True,
 ) -> list[Bucket]:
-    """One bucket per `step` over [start, end) (multiples of step): complete rollups, then raw."""
+    """One bucket per `step` over [start, end) (multiples of step): complete rollups, then raw.
+
+    Without `with_last`, each bucket's `last` is NaN (charts don't show it).
+    """
     # A database from before rollups (no tables) is read raw; Pending(0, 0) makes plan() do so.
     tiers = plan(start, end, step, pending if pending is not None else Pending(0.0, 0.0))
-    parts: list[Bucket] = []
+    out: list[Bucket] = []
     for tier in tiers:
-        rows = conn.execute(_bucket_sql(tier.source), (step, sid, tier.start, tier.end))
-        parts.extend(
+        sql = _bucket_sql(tier.source, with_last)
+        rows = conn.execute(sql, (step, sid, tier.start, tier.end))
+        part = [
             Bucket(float(ts), int(n), _num(s), _num(sq), _num(lo), _num(hi), _num(last))
             for ts, n, s, sq, lo, hi, last in rows
-        )
-    # A bucket split between two tiers (rollups end mid-step) comes back as two parts.
-    return by_step(parts, step) if len(tiers) > 1 else parts
+        ]
+        # Tiers don't overlap, so only a bucket split at a tier boundary (the rollups end
+        # mid-step) comes back in two parts.
+        if out and part and out[-1].ts == part[0].ts:
+            out[-1] = combine(out[-1:] + part[:1])
+            part = part[1:]
+        out.extend(part)
+    return out
 
 
 def _num(value: float | None) -> float:

@@ -150,6 +150,22 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL           -- epoch seconds
     );
     """,
+    # Runtime silences (issue 16, infrawatch/alerting/silences.py): written by `infrawatch
+    # silence add|expire` (the CLI writes only this table), read by the running agent when
+    # `PRAGMA data_version` says another connection committed.
+    """
+    CREATE TABLE silences (
+        id         TEXT PRIMARY KEY,       -- uuid4
+        matchers   TEXT NOT NULL,          -- JSON array of Alertmanager matcher strings
+        starts_at  REAL NOT NULL,          -- UTC epoch seconds
+        ends_at    REAL NOT NULL,          -- set to the expiry time by `silence expire`
+        created_by TEXT NOT NULL,
+        comment    TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX silences_ends_at ON silences (ends_at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -231,6 +247,8 @@ class Store:
         # Every explicit transaction on the shared connection holds this lock, so the pipeline's
         # batch writes and the alerter's outbox writes never interleave statements.
         self.lock = asyncio.Lock()
+        # Set after every committed sample write: exporters wait on them for new rows.
+        self.write_events: list[asyncio.Event] = []
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -329,6 +347,8 @@ class Store:
             # A rolled-back insert may have cached ids of series rows that no longer exist.
             self._series_ids.clear()
             raise
+        for event in self.write_events:
+            event.set()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1: status, series, samples, anomalies, alerts. Read-only.
+"""The JSON API under /api/v1: status, series, samples, anomalies, alerts, silences. Read-only.
 
 Prometheus' HTTP API envelope: `{"status": "success", "data": …}`; a bad parameter is
 `{"status": "error", "errorType": "bad_data", "error": "<names the parameter>"}` with 400, an
@@ -15,21 +15,25 @@ only); security headers are the server's job.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import math
+import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from aiohttp import web
 
+from infrawatch.alerting import silences as sil
 from infrawatch.detect.base import Detector, SeriesState
 from infrawatch.detect.config import ThresholdRule
 from infrawatch.detect.match import matches
 from infrawatch.logging import at_doubling, describe, get_logger
-from infrawatch.model import SeriesKey
+from infrawatch.model import Labels, SeriesKey
 from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats
 from infrawatch.storage import charts, read
@@ -42,6 +46,7 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.Response]]
 
 MIN_POINTS, MAX_POINTS, DEFAULT_POINTS = 10, 20_000, 1000
 MAX_LIMIT = 10_000
+SERIES_LIMIT = 100  # series per answer by default: each costs a sparkline read
 MAX_VALUE_CHARS = 1024  # a longer parameter value is refused, not echoed in an error
 MAX_GLOB_CHARS = 256
 SPARK_STEP, SPARK_CELLS = 120, 30  # the series list's sparklines: the last hour in 2 min cells
@@ -185,6 +190,15 @@ class ApiSource(Protocol):
         ...
 
 
+@runtime_checkable
+class SilenceSource(Protocol):
+    """A source that knows the config file's silences (the database's are read from it)."""
+
+    def config_silences(self) -> Sequence[sil.SilenceRecord]:
+        """`[[alerting.silences]]` in force now, ids `config-N`."""
+        ...
+
+
 # -- errors, parameters, JSON ----------------------------------------------------------------
 
 
@@ -262,29 +276,19 @@ class _Params:
             raise _bad(str(exc)) from None
 
 
-def check_glob(text: str) -> str:
-    """`text` if it is a usable SQLite GLOB (`*`, `?`, `[…]`, `[^…]`), else a 400 naming `match`."""
+def check_glob(text: str) -> re.Pattern[str]:
+    """`text` compiled if it is a usable SQLite GLOB (`*`, `?`, `[…]`, `[^…]`), else a 400
+    naming `match`."""
     if not text:
         raise _bad("match: empty glob (use * for every series)")
     if len(text) > MAX_GLOB_CHARS:
         raise _bad(f"match: longer than {MAX_GLOB_CHARS} characters")
     if any(ord(c) < 0x20 or c == "\x7f" for c in text):
         raise _bad(f"match: control character in glob {_shown(text)}")
-    i = 0
-    while i < len(text):
-        if text[i] == "[":
-            j = i + 1
-            if j < len(text) and text[j] == "^":
-                j += 1
-            if j < len(text) and text[j] == "]":  # a leading ] is a member, not the end
-                j += 1
-            close = text.find("]", j)
-            if close < 0:
-                raise _bad(f"match: unclosed '[' at position {i} in glob {_shown(text)}")
-            i = close + 1
-        else:
-            i += 1
-    return text
+    try:
+        return read.compile_glob(text)
+    except QueryError as exc:
+        raise _bad(f"match: {exc}") from None
 
 
 def finite(value: Any) -> Any:
@@ -333,6 +337,7 @@ def api_routes(source: ApiSource, *, clock: Callable[[], float] = time.time) -> 
         "samples": api.samples,
         "anomalies": api.anomalies,
         "alerts": api.alerts,
+        "silences": api.silences,
     }
     return {f"{PREFIX}/{name}": _guarded(name, fn) for name, fn in handlers.items()}
 
@@ -444,18 +449,17 @@ class _Api:
 
     async def series(self, request: web.BaseRequest) -> list[dict[str, Any]]:
         params = _Params(request, ("match", "limit"), ("label",))
-        match = check_glob(params.get("match", "*") or "")
+        match = params.get("match") or "*"
+        pattern = check_glob(match)
         labels = params.labels()
-        limit = params.integer("limit", 500, 1, MAX_LIMIT)
+        limit = params.integer("limit", SERIES_LIMIT, 1, MAX_LIMIT)
         # The series sets are copied on the loop (the pipeline adds and drops series between
         # awaits) and read in the worker thread along with the database. The Latest entries are
         # shared: a value read while the pipeline updates it is at worst one sample old.
         live = dict(self._source.latest_values())
         states = [(d.name, d.states()) for d in self._source.detectors()]
-        now = self._clock()
-        return await self._read(
-            lambda conn: _series_list(conn, match, labels, limit, live, states, now)
-        )
+        query = _SeriesQuery(match, pattern, labels, limit, self._clock())
+        return await self._read(lambda conn: _series_list(conn, query, live, states))
 
     # -- samples ---------------------------------------------------------------------------
 
@@ -524,7 +528,11 @@ class _Api:
             raise _bad(f"state: expected firing or resolved, got {_shown(state or '')}")
         since, _ = params.span(self._clock())
         limit = params.integer("limit", 1000, 1, MAX_LIMIT)
-        stored = await self._read(lambda conn: read.alerts(conn, resolved_since=since))
+        stored, silences = await self._read(
+            lambda conn: (read.alerts(conn, resolved_since=since), sil.read_all(conn))
+        )
+        silences = self._config_silences() + silences
+        now = self._clock()
         # The engine's records are newer than the table (it persists after each step).
         by_fp = {row["fingerprint"]: row for row in stored}
         for rec in self._source.alert_records():
@@ -561,6 +569,7 @@ class _Api:
                     "last_notified_at": row["last_notified_at"],
                     "summary": row["annotations"].get("summary", ""),
                     "silenced": self._source.silenced(labels),
+                    "silenced_by": sil.silenced_by(silences, labels, now),
                     "flapping": row["flapping"],
                 }
             )
@@ -572,6 +581,54 @@ class _Api:
             )
         )
         return out[:limit]
+
+    # -- silences --------------------------------------------------------------------------
+
+    def _config_silences(self) -> list[sil.SilenceRecord]:
+        source = self._source
+        return list(source.config_silences()) if isinstance(source, SilenceSource) else []
+
+    async def silences(self, request: web.BaseRequest) -> list[dict[str, Any]]:
+        """Silences in force or pending, and those ended in the last day, each with the firing
+        alerts it mutes now; active first, then by end."""
+        _Params(request, ())
+        now = self._clock()
+        stored, firing = await self._read(
+            lambda conn: (sil.read_all(conn), read.alerts(conn, state="firing"))
+        )
+        alerts = {row["fingerprint"]: row for row in firing}
+        for rec in self._source.alert_records():
+            if rec.state == "firing":
+                alerts[rec.fingerprint] = {
+                    "fingerprint": rec.fingerprint,
+                    "alertname": rec.labels.get("alertname", ""),
+                    "labels": dict(rec.labels),
+                }
+            else:
+                alerts.pop(rec.fingerprint, None)  # resolved since it was stored
+        out = []
+        for record in self._config_silences() + stored:
+            state = record.state(now)
+            if state == "expired" and (record.ends_at or 0.0) < now - sil.RECENT:
+                continue
+            row = record.as_row(now)
+            row["mutes"] = (
+                [
+                    {
+                        "fingerprint": a["fingerprint"],
+                        "alertname": a["alertname"],
+                        "labels": a["labels"],
+                    }
+                    for a in alerts.values()
+                    if record.mutes(a["labels"], now)
+                ]
+                if state == "active"
+                else []
+            )
+            out.append(row)
+        order = {"active": 0, "pending": 1, "expired": 2}
+        out.sort(key=lambda r: (order[r["state"]], -(r["ends_at"] or math.inf), r["id"]))
+        return out
 
 
 class _Unreadable(Exception):
@@ -592,56 +649,83 @@ def _with_connection(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _SeriesQuery:
+    match: str  # the glob, for SQL
+    pattern: re.Pattern[str]  # the same glob, for names in memory
+    labels: dict[str, str]
+    limit: int
+    now: float  # epoch seconds: the sparklines end here
+
+
 def _series_list(
     conn: sqlite3.Connection,
-    match: str,
-    labels: dict[str, str],
-    limit: int,
+    query: _SeriesQuery,
     live: dict[SeriesKey, Latest],
     states: list[tuple[str, Mapping[SeriesKey, SeriesState]]],
-    now: float,
 ) -> list[dict[str, Any]]:
-    """Matching series ranked anomalous first, then by score, with last values and sparklines."""
-    refs = read.series_refs(conn, match=match, labels=labels)
+    """Live series ranked anomalous first, then by score, then by name and labels; then, if
+    there is room, stored series that no longer report, by name and labels. With last values
+    and sparklines.
+
+    Ranking runs over the live series in memory (no per-series SQL, no 10,000 rows to parse);
+    the database gives the ids of the few series shown, their sparklines, and the series that
+    are gone (detectors forget those, so they would rank last anyway).
+    """
     maps = [by_key for _, by_key in states]
-    ranked = []
-    # Plain loops and tuples: this runs once per series (10,000 and more).
-    for i, ref in enumerate(refs):
-        key = (ref.name, tuple(ref.labels.items()))  # stored labels are sorted already
-        calm = True
-        top = -math.inf
-        for by_key in maps:
-            state = by_key.get(key)
-            if state is not None:
-                if state.anomalous:
-                    calm = False
-                if state.score > top:
-                    top = state.score
-        # Ties keep the database's order: by metric, then labels.
-        ranked.append((calm, -top, i, key))
-    ranked.sort()
-    top_rows = [(refs[i], key) for _, _, i, key in ranked[:limit]]
-    ids = [ref.id for ref, _ in top_rows]
-    sparks = charts.sparklines(conn, ids, until=now, step=SPARK_STEP, cells=SPARK_CELLS)
-    stored = charts.last_stored(conn, [ref.id for ref, key in top_rows if key not in live])
+    wanted = tuple(query.labels.items())
+    fullmatch = query.pattern.fullmatch
+
+    def ranked() -> Iterator[tuple[bool, float, str, Labels]]:
+        # Plain loops and tuples: this runs once per live series (10,000 and more).
+        for key in live:
+            name, pairs = key
+            if fullmatch(name) is None or (wanted and not all(w in pairs for w in wanted)):
+                continue
+            calm = True
+            top = -math.inf
+            for by_key in maps:
+                state = by_key.get(key)
+                if state is not None:
+                    if state.anomalous:
+                        calm = False
+                    if state.score > top:
+                        top = state.score
+            yield calm, -top, name, pairs
+
+    keys: list[SeriesKey] = [(n, p) for _, _, n, p in heapq.nsmallest(query.limit, ranked())]
+    ids = read.series_ids(conn, keys)
+    if len(keys) < query.limit:
+        for ref in read.iter_series(conn, match=query.match, labels=query.labels):
+            key = (ref.name, tuple(ref.labels.items()))  # stored labels are sorted already
+            if key not in live:
+                keys.append(key)
+                ids[key] = ref.id
+                if len(keys) >= query.limit:
+                    break
+    shown = list(ids.values())
+    sparks = charts.sparklines(conn, shown, until=query.now, step=SPARK_STEP, cells=SPARK_CELLS)
+    stored = charts.last_stored(conn, [ids[k] for k in keys if k in ids and k not in live])
     out = []
-    for ref, key in top_rows:
+    for key in keys:
         per = {}
         for name, by_key in states:
             state = by_key.get(key)
             if state is not None:
                 per[name] = {"anomalous": state.anomalous, "score": state.score}
         entry = live.get(key)
-        last = (entry.ts, entry.value) if entry is not None else stored.get(ref.id)
+        sid = ids.get(key)
+        last = (entry.ts, entry.value) if entry is not None else stored.get(sid or -1)
         out.append(
             {
-                "metric": ref.name,
-                "labels": ref.labels,
+                "metric": key[0],
+                "labels": dict(key[1]),
                 "last": None if last is None else {"ts": last[0], "value": last[1]},
                 "anomalous": any(s["anomalous"] for s in per.values()),
                 "score": max((s["score"] for s in per.values()), default=None),
                 "detectors": per,
-                "spark": sparks[ref.id],
+                # A live series not stored yet (its first batch is on its way) has no history.
+                "spark": sparks[sid] if sid is not None else [None] * SPARK_CELLS,
             }
         )
     return out

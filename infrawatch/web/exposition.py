@@ -261,6 +261,7 @@ class AgentCollector(Collector):
         view = self._view
         stats = view.stats
         yield from self._producer_metrics(stats, view.producer_intervals())
+        yield from self._export_metrics(stats)
         yield from self._scrape_metrics(stats)
         depth = view.queue_depth()
         yield GaugeMetricFamily(
@@ -302,6 +303,47 @@ class AgentCollector(Collector):
         info = GaugeMetricFamily("infrawatch_build_info", "Agent version", labels=["version"])
         info.add_metric([__version__], 1.0)
         yield info
+
+    @staticmethod
+    def _export_metrics(stats: AgentStats) -> Iterator[Metric]:
+        # Per [[export]] entry, in samples (export/exporter.py says what each count means).
+        per = ["exporter", "type"]
+        counters = {
+            "sent": _counter(
+                "infrawatch_export_samples_sent", "Samples the receiver accepted", per
+            ),
+            "failed": _counter(
+                "infrawatch_export_samples_failed",
+                "Samples in attempts that failed and are retried (5xx, 429, timeouts, connection)",
+                per,
+            ),
+            "rejected": _counter(
+                "infrawatch_export_samples_rejected",
+                "Samples the receiver refused (4xx, partial success, out of order): skipped",
+                per,
+            ),
+            "lost": _counter(
+                "infrawatch_export_samples_lost",
+                "Samples that aged out of storage.retention before they could be sent",
+                per,
+            ),
+            "requests": _counter(
+                "infrawatch_export_requests", "Export requests sent, retries included", per
+            ),
+        }
+        backlog = _gauge("infrawatch_export_backlog_samples", "Samples stored, not yet sent", per)
+        lag = _gauge(
+            "infrawatch_export_lag_seconds",
+            "Age of the next sample to send (0 when caught up)",
+            per,
+        )
+        for name, exporter in sorted(stats.exporters.items()):
+            values = [name, exporter.type]
+            for attr, family in counters.items():
+                family.add_metric(values, getattr(exporter, attr))
+            backlog.add_metric(values, exporter.backlog)
+            lag.add_metric(values, exporter.lag_seconds)
+        yield from (*counters.values(), backlog, lag)
 
     @staticmethod
     def _producer_metrics(stats: AgentStats, intervals: Mapping[str, float]) -> Iterator[Metric]:

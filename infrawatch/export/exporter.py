@@ -1,0 +1,663 @@
+"""One task per `[[export]]` entry: export log → batches → receiver, at least once.
+
+An exporter reads up to `batch_samples` rows after its cursor (cursor.py), groups them by
+series in time order, sends one request, and moves the cursor past the rows once the receiver
+has answered for every one of them:
+
+- 2xx: sent (OTLP's `partial_success` count is recorded as rejected, with its message);
+- 429, 5xx, 408, timeouts and connection errors: the same rows are read again and retried after
+  a backoff with jitter (1 s doubling to 30 s), or after the receiver's `Retry-After`;
+- any other 4xx: the rows are rejected and skipped, the receiver's reason logged. A 400 or 413
+  splits the request in halves first (a bounded number of times), so one bad sample costs
+  itself rather than the whole batch: Prometheus refuses a whole request for one sample.
+
+Remote-write receivers refuse a sample older than the last one of its series; such samples
+(late CloudWatch points, a value changed after it was sent) are counted as rejected without a
+request. Samples older than `storage.retention` when they come up are counted and logged as
+lost. Statistics per exporter feed /metrics (runtime/stats.py `ExporterStats`).
+
+protobuf, opentelemetry-proto and cramjam are imported when the first exporter of their type
+opens, so an agent without exporters never loads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from fnmatch import fnmatchcase
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+import aiohttp
+
+from infrawatch import __version__
+from infrawatch.errors import StartupError
+from infrawatch.export.config import ExportConfig
+from infrawatch.export.cursor import ExportCursor, Row, sync_export_log
+from infrawatch.logging import at_doubling, describe, get_logger
+from infrawatch.model import Labels
+from infrawatch.runtime.stats import AgentStats, ExporterStats
+from infrawatch.storage.store import Store
+
+log = get_logger("infrawatch.export")
+
+USER_AGENT = f"infrawatch/{__version__}"
+INITIAL_DELAY = 1.0  # seconds before the first retry
+MAX_DELAY = 30.0  # seconds: the longest backoff step, so a receiver that is back is seen soon
+MAX_RETRY_AFTER = 600.0  # seconds: a longer Retry-After is taken as this
+POLL_INTERVAL = 5.0  # seconds between looks for rows written without a notification
+PERSIST_INTERVAL = 1.0  # seconds between cursor writes while sending (a crash re-sends ≤ this)
+MEASURE_INTERVAL = 1.0  # seconds between backlog/lag measurements
+SPLIT_BUDGET = 16  # extra requests one batch may spend isolating the samples a receiver refuses
+SERIES_CACHE_TTL = 300.0  # seconds: series ids can be reused after retention deletes a series
+MAX_ANSWER_BYTES = 64 * 1024  # of a response body read for its status or reason
+_SPLITTABLE = (400, 413)  # answers that may concern part of the request only
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\uffff]+")
+
+
+class Encoder(Protocol):
+    """A wire format: how a batch of series and points becomes one request body."""
+
+    type: str
+    ordered: bool  # the receiver refuses a sample older than its series' last one
+    headers: Mapping[str, str]  # content type and encoding of the body
+
+    def stamp(self, ts: float) -> int:
+        """A stored timestamp (epoch s) in the protocol's unit."""
+        ...
+
+    def prepare(self, name: str, labels: Labels) -> Any:
+        """The per-series part of the request, built once per series."""
+        ...
+
+    def encode(self, groups: Sequence[tuple[Any, Sequence[tuple[int, float]]]]) -> bytes:
+        """The (compressed) body for these (series, [(stamp, value)]) groups."""
+        ...
+
+    def accepted(self, body: bytes) -> tuple[int, str]:
+        """From a 2xx answer: samples rejected anyway and the receiver's message."""
+        ...
+
+
+def build_encoder(cfg: ExportConfig, external_labels: Mapping[str, str]) -> Encoder:
+    """The encoder of `cfg.type`; imports its libraries now (StartupError if missing)."""
+    try:
+        if cfg.type == "otlp":
+            from infrawatch.export.otlp import OtlpEncoder
+
+            return OtlpEncoder(external_labels)
+        from infrawatch.export.remote_write import RemoteWriteEncoder
+
+        return RemoteWriteEncoder(external_labels)
+    except ImportError as exc:
+        raise StartupError(
+            f"export {cfg.name}: {cfg.type} needs {exc.name or 'a library'}; "
+            "install infrawatch[export]"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The receiver's answer to one request: ok, retry (maybe after `retry_after` s), reject."""
+
+    kind: Literal["ok", "retry", "reject"]
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+    rejected: int = 0  # of an ok: samples refused anyway (OTLP partial success)
+
+
+Points = list[tuple[int, float]]  # (stamp in the protocol's unit, value), in time order
+Group = tuple[int, Any, Points]  # series id, prepared series, its points
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows read after the cursor, ready to send; `last_seq` is where the cursor moves."""
+
+    last_seq: int
+    groups: list[Group]
+    samples: int = 0  # points to send
+    lost: int = 0  # too old (past retention) or their series is gone
+    out_of_order: int = 0  # older than what an ordered receiver has: rejected unsent
+    sent: int = 0
+    rejected: int = 0
+    accepted_until: dict[int, tuple[int, float]] = field(default_factory=dict)
+
+
+_GONE = object()  # a series id with no series row any more
+
+
+def equal_jitter(failures: int, rng: random.Random) -> float:
+    """Seconds before retry number `failures`: uniform in [d/2, d], d = 1 s × 2^(n-1) ≤ 30 s."""
+    ceiling = min(MAX_DELAY, INITIAL_DELAY * 2.0 ** min(max(0, failures - 1), 32))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def reason(body: bytes) -> str:
+    """A receiver's answer as one printable line of at most 300 characters."""
+    text = _UNPRINTABLE.sub(" ", body[:2048].decode("utf-8", "replace")).strip()
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _split(groups: list[Group], total: int) -> tuple[list[Group], list[Group]]:
+    """Two halves by sample count (a series may be cut: its earlier points go first)."""
+    half = total // 2
+    left: list[Group] = []
+    right: list[Group] = []
+    count = 0
+    for sid, prep, points in groups:
+        if count >= half:
+            right.append((sid, prep, points))
+        elif count + len(points) <= half:
+            left.append((sid, prep, points))
+        else:
+            cut = half - count
+            left.append((sid, prep, points[:cut]))
+            right.append((sid, prep, points[cut:]))
+        count += len(points)
+    return left, right
+
+
+def _in_order(points: Points) -> Points:
+    """`points` sorted by stamp, keeping the last-written value of a repeated stamp."""
+    if all(points[i][0] < points[i + 1][0] for i in range(len(points) - 1)):
+        return points
+    points.sort(key=lambda p: p[0])  # stable: equal stamps stay in the order written
+    out: Points = []
+    for point in points:
+        if out and out[-1][0] == point[0]:
+            out[-1] = point
+        else:
+            out.append(point)
+    return out
+
+
+class Exporter:
+    """Delivers one `[[export]]` entry's share of the export log; enter with `async with`."""
+
+    def __init__(
+        self,
+        cfg: ExportConfig,
+        store: Store,
+        stats: ExporterStats,
+        *,
+        retention: float,
+        external_labels: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.stats = stats
+        self.retention = retention  # seconds: rows older than this are lost
+        self.external_labels = dict(external_labels)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.cursor = ExportCursor(store, cfg.name)
+        self.encoder: Encoder | None = None
+        self.delays: deque[float] = deque(maxlen=100)  # recent waits before a retry (s), for tests
+        self._headers: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._series: dict[int, Any] = {}  # id → prepared series, or None: not matched
+        self._series_since = time.monotonic()
+        # Ordered receivers: per series, the (stamp, value) they last accepted this run.
+        self._last_sent: dict[int, tuple[int, float]] = {}
+        self._failures = 0  # consecutive failed attempts
+        self._down_since: float | None = None  # epoch s of the first failure of this streak
+        self._persisted_at = 0.0  # monotonic s
+        self._measured_at = 0.0  # monotonic s
+        self._errors = 0  # consecutive unexpected errors (database busy …)
+        self._log_counts: dict[str, int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.encoder = build_encoder(self.cfg, self.external_labels)
+        self._headers = {
+            **{k: v.get_secret_value() for k, v in self.cfg.headers.items()},
+            **self.encoder.headers,
+        }
+        await self.cursor.open()
+        self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+        self.store.write_events.append(self._wake)
+        await self._measure(force=True)
+        log.info(
+            "export.started",
+            exporter=self.cfg.name,
+            type=self.cfg.type,
+            target=self.cfg.target,
+            backlog=self.stats.backlog,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+        with contextlib.suppress(ValueError):
+            self.store.write_events.remove(self._wake)
+        await self._persist(force=True)
+        if self._session is not None:
+            await self._session.close()
+        await self.cursor.close()
+
+    def start(self) -> None:
+        """Run the delivery loop as a task (stopped by `stop`, `flush` or leaving the context)."""
+        self._task = asyncio.create_task(self.run(), name=f"export:{self.cfg.name}")
+
+    async def stop(self) -> None:
+        """Cancel the delivery loop; a request in flight is sent again later (at least once)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def run(self) -> None:
+        """Deliver until cancelled: batch after batch, then wait for new rows."""
+        while True:
+            self._wake.clear()  # a write during the step sets it again: nothing is missed
+            try:
+                progressed = await self.step()
+                self._errors = 0
+            except Exception as exc:
+                # The database (busy, full) or a bug: keep the loop alive, slow down.
+                self._errors += 1
+                if at_doubling(self._errors):
+                    log.error(
+                        "export.error",
+                        exporter=self.cfg.name,
+                        error=describe(exc),
+                        consecutive=self._errors,
+                    )
+                await asyncio.sleep(equal_jitter(self._errors, self.rng))
+                continue
+            if not progressed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=POLL_INTERVAL)
+
+    async def flush(self, budget: float) -> None:
+        """Shutdown: stop the loop, then send what is stored, one attempt per batch, within
+        `budget` seconds; stop at the first failure. What is left stays for the next start."""
+        await self.stop()
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(budget):
+                while (batch := await self._read()) is not None:
+                    if await self._deliver(batch) is not None:
+                        break
+                    self._resolve(batch)
+        except TimeoutError:
+            pass
+        except Exception as exc:  # one exporter's problem must not skip the others' flush
+            log.error("export.error", exporter=self.cfg.name, error=describe(exc))
+        await self._persist(force=True)
+        with contextlib.suppress(Exception):
+            await self._measure(force=True)
+        log.info(
+            "export.flushed",
+            exporter=self.cfg.name,
+            unsent=self.stats.backlog,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def wait_until(self, predicate: Callable[[ExporterStats], bool]) -> None:
+        """Wait until `predicate(stats)` holds; re-checked after every batch (for tests)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: predicate(self.stats))
+
+    @property
+    def _encoder(self) -> Encoder:
+        if self.encoder is None:
+            raise RuntimeError(f"exporter {self.cfg.name} is not open")
+        return self.encoder
+
+    # -- one step ----------------------------------------------------------------------------
+
+    async def step(self) -> bool:
+        """Read one batch and deliver it (or wait out a retry); False when caught up."""
+        batch = await self._read()
+        if batch is None:
+            self.stats.backlog = 0
+            self.stats.lag_seconds = 0.0
+            await self._persist(force=True)
+            await self._notify()
+            return False
+        retry = await self._deliver(batch)
+        if retry is not None:
+            await self._retry_later(retry)
+            return True
+        self._resolve(batch)
+        await self._persist()
+        await self._measure()
+        await self._notify()
+        return True
+
+    async def _read(self) -> Batch | None:
+        """The next rows after the cursor as a batch; None when there are none."""
+        encoder = self._encoder
+        rows = await self.cursor.read(self.cfg.batch_samples)
+        if not rows:
+            return None
+        await self._learn_series(rows)
+        cutoff = self.clock() - self.retention
+        stamp = encoder.stamp
+        series = self._series
+        by_series: dict[int, Points] = {}
+        lost = 0
+        for _, sid, ts, value in rows:
+            prep = series.get(sid, _GONE)
+            if prep is None:
+                continue  # not matched by this exporter's globs
+            if prep is _GONE or ts < cutoff:
+                lost += 1
+                continue
+            points = by_series.get(sid)
+            if points is None:
+                points = by_series[sid] = []
+            points.append((stamp(ts), value))
+        batch = Batch(last_seq=rows[-1][0], groups=[], lost=lost)
+        for sid, points in by_series.items():
+            ordered = _in_order(points)
+            if encoder.ordered:
+                ordered = self._after_last_sent(sid, ordered, batch)
+            if ordered:
+                batch.groups.append((sid, series[sid], ordered))
+                batch.samples += len(ordered)
+        return batch
+
+    async def _learn_series(self, rows: list[Row]) -> None:
+        encoder = self._encoder
+        if time.monotonic() - self._series_since > SERIES_CACHE_TTL:
+            self._series = {}
+            self._series_since = time.monotonic()
+        missing = list({sid for _, sid, _, _ in rows if sid not in self._series})
+        if not missing:
+            return
+        found = await self.cursor.series(missing)
+        for sid in missing:
+            info = found.get(sid)
+            if info is None:
+                continue  # gone: its rows count as lost, and the id is not cached
+            name, labels = info
+            matched = not self.cfg.match or any(fnmatchcase(name, g) for g in self.cfg.match)
+            self._series[sid] = encoder.prepare(name, labels) if matched else None
+
+    def _after_last_sent(self, sid: int, points: Points, batch: Batch) -> Points:
+        """Drop what an ordered receiver would refuse: samples at or before its last one."""
+        last = self._last_sent.get(sid)
+        if last is None or points[0][0] > last[0]:
+            return points
+        kept: Points = []
+        for point in points:
+            if point[0] > last[0]:
+                kept.append(point)
+            elif point != last:  # an identical re-send is a harmless duplicate, not an error
+                batch.out_of_order += 1
+        return kept
+
+    async def _deliver(self, batch: Batch) -> Reply | None:
+        """Send the batch (split on 400/413); None once every sample is sent or rejected, else
+        the retryable reply (the batch is read and sent again later)."""
+        chunks: deque[list[Group]] = deque([batch.groups] if batch.groups else [])
+        budget = SPLIT_BUDGET
+        while chunks:
+            groups = chunks.popleft()
+            count = sum(len(points) for _, _, points in groups)
+            reply = await self._send(groups)
+            if reply.kind == "retry":
+                self.stats.failed += count
+                return reply
+            if reply.kind == "ok":
+                batch.sent += count - reply.rejected
+                batch.rejected += reply.rejected
+                if reply.rejected:
+                    self._log_often(
+                        "export.partial_success",
+                        rejected=reply.rejected,
+                        samples=count,
+                        message=reply.detail,
+                    )
+                for sid, _, points in groups:
+                    batch.accepted_until[sid] = points[-1]
+                continue
+            if reply.status in _SPLITTABLE and count > 1 and budget >= 2:
+                budget -= 2
+                left, right = _split(groups, count)
+                chunks.extendleft((right, left))
+                continue
+            batch.rejected += count
+            self._log_often(
+                "export.rejected", status=reply.status, samples=count, reason=reply.detail
+            )
+        return None
+
+    def _resolve(self, batch: Batch) -> None:
+        """Count a batch that needs no more attempts and move the cursor past it."""
+        stats = self.stats
+        stats.sent += batch.sent
+        stats.rejected += batch.rejected + batch.out_of_order
+        if batch.out_of_order:
+            self._log_often(
+                "export.out_of_order",
+                samples=batch.out_of_order,
+                hint="older than what the receiver has for their series (late or rewritten "
+                "points): remote-write refuses them",
+            )
+        if batch.lost:
+            stats.lost += batch.lost
+            # Every loss is logged: it only happens after a receiver outage longer than
+            # storage.retention, a few batches at a time.
+            log.error(
+                "export.samples_lost",
+                exporter=self.cfg.name,
+                samples=batch.lost,
+                total_lost=stats.lost,
+                retention=self.retention,
+            )
+        if self.encoder is not None and self.encoder.ordered:
+            self._last_sent.update(batch.accepted_until)
+            if len(self._last_sent) > 4 * len(self._series) + 10_000:
+                self._last_sent = {k: v for k, v in self._last_sent.items() if k in self._series}
+        self.cursor.position = batch.last_seq
+        if self._failures:
+            down = self.clock() - (self._down_since or self.clock())
+            log.info(
+                "export.recovered",
+                exporter=self.cfg.name,
+                failed_attempts=self._failures,
+                down_seconds=round(down, 3),
+            )
+            self._failures = 0
+            self._down_since = None
+
+    async def _retry_later(self, reply: Reply) -> None:
+        self._failures += 1
+        if self._down_since is None:
+            self._down_since = self.clock()
+        delay = reply.retry_after
+        if delay is None:
+            delay = equal_jitter(self._failures, self.rng)
+        self.delays.append(delay)
+        await self._measure(force=True)
+        if at_doubling(self._failures):
+            log.warning(
+                "export.retrying",
+                exporter=self.cfg.name,
+                status=reply.status,
+                error=reply.detail,
+                failed_attempts=self._failures,
+                delay=round(delay, 3),
+                backlog=self.stats.backlog,
+            )
+        await self._notify()
+        # The backlog and lag keep growing while the receiver is away: keep measuring them.
+        until = time.monotonic() + delay
+        while (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, POLL_INTERVAL))
+            with contextlib.suppress(Exception):
+                await self._measure(force=True)
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _send(self, groups: list[Group]) -> Reply:
+        """One POST of these groups, its answer classified."""
+        encoder = self._encoder
+        if self._session is None:
+            raise RuntimeError(f"exporter {self.cfg.name} is not open")
+        body = encoder.encode([(prep, points) for _, prep, points in groups])
+        self.stats.requests += 1
+        try:
+            async with self._session.post(
+                self.cfg.endpoint,
+                data=body,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
+                allow_redirects=False,
+            ) as resp:
+                answer = await resp.content.read(MAX_ANSWER_BYTES)
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock())
+        except TimeoutError:
+            return Reply("retry", detail=f"no answer within {self.cfg.timeout:g}s")
+        except aiohttp.ClientError as exc:
+            return Reply("retry", detail=self._redact(describe(exc)))
+        if 200 <= status < 300:
+            try:
+                rejected, message = encoder.accepted(answer)
+            except ValueError as exc:
+                self._log_often("export.unreadable_answer", status=status, error=str(exc))
+                rejected, message = 0, ""
+            count = sum(len(points) for _, _, points in groups)
+            return Reply("ok", status, reason(message.encode()), rejected=min(rejected, count))
+        if status == 429 or status == 408 or status >= 500:
+            return Reply("retry", status, reason(answer), retry_after=retry_after)
+        return Reply("reject", status, reason(answer))
+
+    def _redact(self, text: str) -> str:
+        # aiohttp names host:port only, but an invalid-URL error quotes the URL, whose query may
+        # hold a token.
+        return text.replace(self.cfg.endpoint, self.cfg.target)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    async def _persist(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._persisted_at < PERSIST_INTERVAL:
+            return
+        try:
+            await self.cursor.persist()
+            self._persisted_at = now
+        except Exception as exc:
+            # The position stays in memory; after a crash the rows since are sent again.
+            self._log_often("export.cursor_not_saved", error=describe(exc))
+
+    async def _measure(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._measured_at < MEASURE_INTERVAL:
+            return
+        self._measured_at = now
+        backlog = await self.cursor.backlog()
+        self.stats.backlog = backlog.samples
+        self.stats.lag_seconds = (
+            max(0.0, self.clock() - backlog.next_ts) if backlog.next_ts is not None else 0.0
+        )
+
+    async def _notify(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    def _log_often(self, event: str, **fields: Any) -> None:
+        """Log a recurring condition at its 1st, 2nd, 4th … occurrence (with the count)."""
+        count = self._log_counts[event] = self._log_counts.get(event, 0) + 1
+        if at_doubling(count):
+            log.warning(event, exporter=self.cfg.name, occurrences=count, **fields)
+
+
+class ExportService:
+    """Every configured exporter, as one async resource owned by the agent.
+
+    Entering syncs the export log with the configuration (so it records writes only while
+    exporters exist), opens each exporter and starts its task; `flush` is the shutdown step;
+    leaving stops and closes them (before the store closes).
+    """
+
+    def __init__(
+        self,
+        configs: Sequence[ExportConfig],
+        store: Store,
+        stats: AgentStats,
+        *,
+        retention: float,
+        external_labels: Mapping[str, str],
+    ) -> None:
+        self.configs = list(configs)
+        self.store = store
+        self.stats = stats
+        self.retention = retention
+        self.external_labels = dict(external_labels)
+        self.exporters: list[Exporter] = []
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        await sync_export_log(self.store, [c.name for c in self.configs])
+        try:
+            for cfg in self.configs:
+                stats = self.stats.exporters[cfg.name] = ExporterStats(cfg.type)
+                exporter = Exporter(
+                    cfg,
+                    self.store,
+                    stats,
+                    retention=self.retention,
+                    external_labels=self.external_labels,
+                )
+                self.exporters.append(await self._stack.enter_async_context(exporter))
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        for exporter in self.exporters:
+            exporter.start()
+        return self
+
+    async def flush(self, budget: float) -> None:
+        """Give every exporter one last delivery round, together, within `budget` seconds."""
+        await asyncio.gather(*(e.flush(budget) for e in self.exporters))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
