@@ -139,6 +139,7 @@ class OtlpReceiver:
     script: deque[Any] = field(default_factory=deque)
     # Answer 400 to any request holding a point with this value (a "bad sample").
     poison: float | None = None
+    keep_points: bool = True  # False: count them only (a test measuring the sender's memory)
     problems: list[str] = field(default_factory=list)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -188,7 +189,10 @@ class OtlpReceiver:
         else:
             decoded = ExportMetricsServiceRequest()
             try:
-                decoded.ParseFromString(gzip.decompress(raw))
+                # aiohttp's server already inflates a body sent with Content-Encoding: gzip
+                # (so it was valid gzip); inflate here in case a version does not.
+                body_bytes = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+                decoded.ParseFromString(body_bytes)
             except Exception as exc:
                 self.problems.append(f"undecodable body: {exc}")
                 status, body, decoded = 400, b"undecodable body", None
@@ -247,10 +251,12 @@ class OtlpReceiver:
                     if metric.WhichOneof("data") != "gauge":
                         self.problems.append(f"{metric.name} is not a gauge")
                     for p in metric.gauge.data_points:
+                        count += 1
+                        if not self.keep_points:
+                            continue
                         attrs = tuple(sorted((a.key, a.value.string_value) for a in p.attributes))
                         key = (metric.name, metric.unit, attrs)
                         self.points.setdefault(key, []).append((p.time_unix_nano, p.as_double))
-                        count += 1
         return count
 
     async def _notify(self) -> None:

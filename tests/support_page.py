@@ -105,6 +105,7 @@ class FakeApi:
         self.series: list[FakeSeries] = []
         self.anomalies: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
+        self.silences: list[dict[str, Any]] = []  # /api/v1/silences rows (issue 16)
         self.thresholds: dict[str, list[dict[str, Any]]] = {}  # metric → rules
         self.bands: dict[str, list[dict[str, Any]]] = {}  # metric → bands
         self.interval_seconds = 10.0
@@ -200,6 +201,7 @@ class FakeApi:
             "/api/v1/samples": self._samples,
             "/api/v1/anomalies": self._anomalies,
             "/api/v1/alerts": self._alerts,
+            "/api/v1/silences": self._silences,
             **self.extra_routes,
         }
 
@@ -372,6 +374,9 @@ class FakeApi:
         found = [a for a in self.alerts if state is None or a["state"] == state]
         found.sort(key=lambda a: (a["state"] != "firing", -a["starts_at"]))
         return self._ok(request, found)
+
+    async def _silences(self, request: web.Request) -> web.Response:
+        return self._ok(request, self.silences)
 
     def _ok(self, request: web.Request, data: Any) -> web.Response:
         self.requests.append(request.path_qs)

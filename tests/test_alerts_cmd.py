@@ -76,8 +76,10 @@ async def test_alerts_shows_firing_silences_and_last_notification_per_sink(
     rows = json.loads(capsys.readouterr().out)
     assert [r["alertname"] for r in rows] == ["mem_high", "cpu_high"]  # newest first
     mem, cpu = rows
-    assert mem["silenced_by"] == silence_id and cpu["silenced_by"] is None
-    assert cpu["since"].endswith("Z") and cpu["labels"]["cpu"] == "0"
+    assert mem["silenced_by"] == silence_id
+    assert cpu["silenced_by"] is None
+    assert cpu["since"].endswith("Z")
+    assert cpu["labels"]["cpu"] == "0"
     assert cpu["notified"]["hook"]["delivery"] == "pending"  # msg_2, the newer one
     assert cpu["notified"]["discord"]["delivery"] == "delivered"
     assert cpu["notified"]["discord"]["done_at"] is not None
@@ -86,8 +88,10 @@ async def test_alerts_shows_firing_silences_and_last_notification_per_sink(
     assert main(["alerts", "-c", str(config)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:4] == ["ALERTNAME", "SEVERITY", "SINCE", "SILENCED_BY"]
-    assert silence_id in table[1] and "hook" in table[1]
-    assert "discord" in table[2] and "delivered" in table[2]
+    assert silence_id in table[1]
+    assert "hook" in table[1]
+    assert "discord" in table[2]
+    assert "delivered" in table[2]
     assert "disk_full" not in "\n".join(table)
 
     with sqlite3.connect(db) as conn:
@@ -100,5 +104,6 @@ async def test_alerts_on_a_missing_database_is_one_line_exit_2(
     config = _config(tmp_path)
     assert main(["alerts", "-c", str(config)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no such database" in err
+    assert err.count("\n") == 1
+    assert "no such database" in err
     assert not (tmp_path / "agent.db").exists()

@@ -612,3 +612,46 @@ async def test_a_writer_holding_the_database_does_not_block_reads(serve, history
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_glob_in_memory_matches_sqlite_glob() -> None:
+    """The series list filters live names in memory with SQLite's GLOB semantics (the stored
+    ones with SQLite itself): the two must agree, ranges and odd brackets included."""
+    import random
+
+    from infrawatch.storage.read import QueryError, compile_glob
+
+    rng = random.Random(20261128)
+    names = ["".join(rng.choice("ab-]^[c.*?") for _ in range(rng.randint(0, 5))) for _ in range(80)]
+    names += [CPU, "system.cpu.utilization.x", "System.cpu"]
+    patterns = [
+        "".join(rng.choice("ab-]^[*?c") for _ in range(rng.randint(1, 6))) for _ in range(600)
+    ]
+    patterns += [
+        "system.[c]pu.*",
+        "system.[^m]*",
+        "[a-c]*",
+        "[]]*",
+        "[^]]*",
+        "[z-a]",
+        "*.utilization",
+    ]
+    conn = sqlite3.connect(":memory:")
+    compared = 0
+    try:
+        for pattern in patterns:
+            try:
+                rx = compile_glob(pattern)
+            except QueryError:
+                # SQLite matches nothing with an unclosed "["; the API says why instead.
+                assert not any(
+                    conn.execute("SELECT ? GLOB ?", (n, pattern)).fetchone()[0] for n in names
+                )
+                continue
+            for name in names:
+                want = bool(conn.execute("SELECT ? GLOB ?", (name, pattern)).fetchone()[0])
+                assert (rx.fullmatch(name) is not None) == want, (pattern, name)
+                compared += 1
+    finally:
+        conn.close()
+    assert compared > 20_000

@@ -23,7 +23,7 @@ def _config(tmp_path: Path) -> Path:
     path = tmp_path / "infrawatch.toml"
     path.write_text(
         f'[storage]\npath = "{tmp_path / "agent.db"}"\n'
-        "[[alerting.silences]]\nmatchers = ['alertname=\"from_config\"']\ncomment = \"in toml\"\n"
+        '[[alerting.silences]]\nmatchers = [\'alertname="from_config"\']\ncomment = "in toml"\n'
     )
     return path
 
@@ -52,8 +52,10 @@ BAD_INPUT = {
     "2 parsecs": (['alertname="cpu"', "--for", "2 parsecs"], "malformed duration"),
     "zero duration": (['alertname="cpu"', "--for", "0s"], "longer than zero"),
     "end before start": (['alertname="cpu"', "--start", "2h", "--until", "1h"], "not after"),
-    "end in the past": (['alertname="cpu"', "--start", "2020-01-01T00:00:00Z",
-                         "--until", "2020-01-02T00:00:00Z"], "already past"),  # fmt: skip
+    "end in the past": (
+        ['alertname="cpu"', "--start", "2020-01-01T00:00:00Z", "--until", "2020-01-02T00:00:00Z"],
+        "already past",
+    ),
     "malformed time": (['alertname="cpu"', "--until", "tomorrow-ish"], "malformed time"),
     "unknown time zone": (
         ['alertname="cpu"', "--until", "2099-01-01T08:00", "--tz", "Mars/Olympus_Mons"],
@@ -78,14 +80,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     code, out, err = _run(capsys, "silence", "add", "-c", str(config), *args)
     assert code == 2
     assert out == ""
-    assert err.count("\n") == 1 and message in err, err
+    assert err.count("\n") == 1, err
+    assert message in err, err
     assert _dump(db) == before
 
 
 def test_bad_input_creates_no_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _config(tmp_path)
     code, _, err = _run(capsys, "silence", "add", "-c", str(config), 'a="b"', "--for", "2 parsecs")
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2
+    assert err.count("\n") == 1
     assert not (tmp_path / "agent.db").exists()
 
 
@@ -98,12 +102,16 @@ def test_unknown_id_and_config_silence_expire_refused(
     before = _dump(db)
     for bad in ("0000000-nope", silence_id[:4], "config-1"):
         code, out, err = _run(capsys, "silence", "expire", "-c", str(config), bad)
-        assert code == 2 and out == "" and err.count("\n") == 1, (bad, err)
+        assert code == 2, (bad, err)
+        assert out == ""
+        assert err.count("\n") == 1, (bad, err)
     assert _dump(db) == before
     # No database at all: an unknown id, and still no file.
     other = tmp_path / "none.db"
     code, _, err = _run(capsys, "silence", "expire", "-c", str(config), "--db", str(other), "x")
-    assert code == 2 and err.count("\n") == 1 and not other.exists()
+    assert code == 2
+    assert err.count("\n") == 1
+    assert not other.exists()
 
 
 def test_add_creates_the_database_with_the_agents_schema(
@@ -144,11 +152,16 @@ def test_list_shows_config_and_database_silences_and_expire_ends_one(
     rows = {r["id"]: r for r in json.loads(out)}
     assert rows["config-1"]["origin"] == "config"
     assert rows["config-1"]["matchers"] == ['alertname="from_config"']
-    assert rows[keep]["state"] == "active" and rows[keep]["ends_at"] == "2099-01-01T00:00:00Z"
-    assert rows[gone]["state"] == "expired" and rows[gone]["comment"] == "deploy"
+    assert rows[keep]["state"] == "active"
+    assert rows[keep]["ends_at"] == "2099-01-01T00:00:00Z"
+    assert rows[gone]["state"] == "expired"
+    assert rows[gone]["comment"] == "deploy"
     assert [r["state"] for r in json.loads(out)] == ["active", "active", "expired"]
     code, out, _ = _run(capsys, "silence", "list", "-c", str(config))
-    assert code == 0 and gone in out and "config file" in out and 'alertname="cpu_high"' in out
+    assert code == 0
+    assert gone in out
+    assert "config file" in out
+    assert 'alertname="cpu_high"' in out
 
 
 def test_force_allows_a_silence_of_everything(
@@ -165,7 +178,9 @@ def test_until_in_a_named_zone(tmp_path: Path, capsys: pytest.CaptureFixture[str
         capsys, config, 'a="b"', "--until", "2099-07-01T12:00", "--tz", "Europe/Berlin"
     )
     with sqlite3.connect(tmp_path / "agent.db") as conn:
-        (ends,) = conn.execute("SELECT ends_at FROM silences WHERE id = ?", (silence_id,)).fetchone()
+        (ends,) = conn.execute(
+            "SELECT ends_at FROM silences WHERE id = ?", (silence_id,)
+        ).fetchone()
     assert ends == pytest.approx(4086583200.0)  # 10:00Z: Berlin is on summer time in July
 
 

@@ -119,14 +119,15 @@ async def test_cli_silences_mute_and_unmute_a_running_agent(tmp_path: Path) -> N
 
 
 async def test_a_second_agent_on_the_same_database_refuses_to_start(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "[host]\ninterval = 60\nmetrics = [\"memory\"]\n")
+    config = write_config(tmp_path, '[host]\ninterval = 60\nmetrics = ["memory"]\n')
     first = await AgentProcess(config).start()
     try:
         await first.wait_for("alerting.started")
         second = await AgentProcess(config).start()
         assert await asyncio.wait_for(second.wait(), 30) == 2
         refused = second.named("agent.database_in_use")
-        assert len(refused) == 1 and "another infrawatch agent" in refused[0]["error"]
+        assert len(refused) == 1
+        assert "another infrawatch agent" in refused[0]["error"]
         assert not second.named("agent.started")
         # The CLI shares the database with the running agent: it takes no lock.
         assert await _cli(config, "add", 'alertname="x"', "--for", "1m")

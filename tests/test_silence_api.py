@@ -67,12 +67,17 @@ async def _database(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[tuple[aiohttp.ClientSession, str, dict[str, str]]]:
+async def client(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[aiohttp.ClientSession, str, dict[str, str]]]:
     db = tmp_path / "api.db"
     ids = await _database(db)
     cfg = AlertingConfig.model_validate(
-        {"silences": [{"matchers": ['severity="critical"', 'alertname="disk_full"'],
-                       "comment": "known"}]}  # fmt: skip
+        {
+            "silences": [
+                {"matchers": ['severity="critical"', 'alertname="disk_full"'], "comment": "known"}
+            ]
+        }
     )
     source = SilencingSource(database=db, configured=sil.config_silences(cfg))
     routes = api_routes(source, clock=lambda: NOW)
@@ -110,14 +115,16 @@ async def test_silences_lists_active_pending_and_recent_with_what_they_mute(
     assert by_id["config-1"]["origin"] == "config"
     assert [a["fingerprint"] for a in by_id["config-1"]["mutes"]] == ["fp-disk"]
     cpu = by_id[ids["cpu"]]
-    assert cpu["created_by"] == "alice" and cpu["comment"] == "deploy"
-    assert cpu["ends_at"] == NOW + 3600 and cpu["matchers"] == ['alertname="cpu_high"']
+    assert cpu["created_by"] == "alice"
+    assert cpu["comment"] == "deploy"
+    assert cpu["ends_at"] == NOW + 3600
+    assert cpu["matchers"] == ['alertname="cpu_high"']
     assert [a["alertname"] for a in cpu["mutes"]] == ["cpu_high"]
     assert by_id[ids["mem"]]["mutes"] == []  # its alert resolved
-    assert by_id[ids["later"]]["mutes"] == [] and by_id[ids["recent"]]["mutes"] == []
+    assert by_id[ids["later"]]["mutes"] == []
+    assert by_id[ids["recent"]]["mutes"] == []
 
     alerts = {a["alertname"]: a for a in await _get(session, base + "alerts")}
     assert alerts["cpu_high"]["silenced_by"] == ids["cpu"]
     assert alerts["disk_full"]["silenced_by"] == "config-1"
     assert alerts["mem_high"]["silenced_by"] == ids["mem"]
-

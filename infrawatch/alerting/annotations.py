@@ -108,11 +108,9 @@ def render(
         return str(item)
 
     def substitute(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
+        part = match.group(0)
+        if part in ("{{", "}}"):
+            return part[0]
         name = (match.group(1) or "").strip()
         if name in plain:
             return plain[name]
@@ -121,6 +119,6 @@ def render(
             return labels.get(rest, "")
         if root == "evidence":
             return evidence_text(rest)
-        return token  # unreachable for a checked template; left as written otherwise
+        return part  # unreachable for a checked template; left as written otherwise
 
     return _TOKEN.sub(substitute, template)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.matchers import Matcher, matches_all, parse_matcher
@@ -26,7 +26,7 @@ class Route:
     send_resolved: bool
     continue_: bool = False
     # mute_time_intervals / active_time_intervals: when the route may send at all.
-    window: Window = Window()
+    window: Window = field(default_factory=Window)
 
     def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         """The labels that name this alert's group ("..." groups by every label)."""

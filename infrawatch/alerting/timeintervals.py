@@ -123,6 +123,21 @@ def _in(value: int, ranges: Sequence[tuple[int, int]]) -> bool:
     return any(begin <= value <= end for begin, end in ranges)
 
 
+def _day_matches(ranges: Sequence[tuple[int, int]], t: datetime) -> bool:
+    """Alertmanager's days_of_month test: negatives count from the end, clamped to the month."""
+    days = calendar.monthrange(t.year, t.month)[1]
+    for first, last in ranges:
+        begin = days + first + 1 if first < 0 else first
+        end = days + last + 1 if last < 0 else last
+        if begin > days:
+            continue  # e.g. "31" in a 30-day month: no day matches
+        begin = max(-days, min(begin, days))
+        end = max(-days, min(end, days))
+        if begin <= t.day <= end:
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One entry of a named interval; None fields are unrestricted."""
@@ -141,7 +156,7 @@ class Entry:
             start <= t.hour * 60 + t.minute < end for start, end in self.times
         ):
             return False
-        if self.days_of_month is not None and not self._day_matches(t):
+        if self.days_of_month is not None and not _day_matches(self.days_of_month, t):
             return False
         if self.months is not None and not _in(t.month, self.months):
             return False
@@ -149,20 +164,6 @@ class Entry:
         if self.weekdays is not None and not _in((t.weekday() + 1) % 7, self.weekdays):
             return False
         return self.years is None or _in(t.year, self.years)
-
-    def _day_matches(self, t: datetime) -> bool:
-        assert self.days_of_month is not None
-        days = calendar.monthrange(t.year, t.month)[1]
-        for first, last in self.days_of_month:
-            begin = days + first + 1 if first < 0 else first
-            end = days + last + 1 if last < 0 else last
-            if begin > days:
-                continue  # e.g. "31" in a 30-day month: no day matches
-            begin = max(-days, min(begin, days))
-            end = max(-days, min(end, days))
-            if begin <= t.day <= end:
-                return True
-        return False
 
     def minute_start(self, ts: float) -> float:
         """The start (epoch s) of the wall-clock minute after the one holding `ts`."""

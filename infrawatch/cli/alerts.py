@@ -8,7 +8,6 @@ notification each sink got about it (from the outbox rows). Reads the database t
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +48,8 @@ def run(
     args: argparse.Namespace, settings: Settings, out: TextIO, *, now: float | None = None
 ) -> None:
     """Print the firing alerts; QueryError for an unusable database."""
+    import sqlite3
+
     from infrawatch.alerting.silences import config_silences, read_all, silenced_by
     from infrawatch.cli import render
     from infrawatch.storage.read import QueryError, alerts, has_table, open_readonly

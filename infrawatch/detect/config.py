@@ -253,10 +253,10 @@ class ArtConfig(_Model):
 
     enabled: bool = True
     # Event strength (0-1: how far below vigilance the best match was) at which it fires.
-    threshold: float = Field(0.5, gt=0)
+    threshold: float = Field(0.85, gt=0)
     # A step: the longer of `step_samples` samples and `step` seconds.
     step_samples: int = Field(7, ge=1)
-    step: SecondsOrZero = 2100.0
+    step: SecondsOrZero = 1800.0
     learning_steps: int = Field(107, ge=16, le=10_000)
     range_margin: float = Field(0.75, ge=0)
     max_categories: int = Field(128, ge=2, le=10_000)
@@ -264,6 +264,10 @@ class ArtConfig(_Model):
     refractory: SecondsOrZero = 6 * 3600.0
     refractory_samples: int = Field(72, ge=1)
     overrides: list[ArtOverride] = Field(default_factory=list)
+    # Templates for every ART alert (as a threshold rule's).
+    annotations: Annotations = Field(
+        default_factory=lambda: {"summary": "{metric} behaves unusually: {evidence.summary}"}
+    )
 
 
 class AnalysisConfig(_Model):

@@ -68,6 +68,10 @@ def build_producers(settings: Settings) -> list[Producer]:
         from infrawatch.collectors.cloudwatch import CloudWatchProducer
 
         producers.append(CloudWatchProducer(settings.cloud.aws))
+    if settings.textfile.directory is not None:
+        from infrawatch.collectors.textfile import TextfileProducer
+
+        producers.append(TextfileProducer(settings.textfile))
     return producers
 
 

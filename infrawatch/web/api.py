@@ -449,7 +449,7 @@ class _Api:
 
     async def series(self, request: web.BaseRequest) -> list[dict[str, Any]]:
         params = _Params(request, ("match", "limit"), ("label",))
-        match = params.get("match") or "*"
+        match = params.get("match", "*") or ""
         pattern = check_glob(match)
         labels = params.labels()
         limit = params.integer("limit", SERIES_LIMIT, 1, MAX_LIMIT)

@@ -1,5 +1,5 @@
-// The overview (#/): firing alerts with their evidence, what is anomalous now, producers and
-// sinks. The status header itself is drawn by app.js on every view.
+// The overview (#/): firing alerts with their evidence, active silences and what they mute,
+// what is anomalous now, producers and sinks. The status header itself is drawn by app.js on every view.
 
 import { get } from "./api.js";
 import { fill, h, section, sparkline, timeEl } from "./dom.js";
@@ -26,15 +26,17 @@ export class OverviewView {
   }
 
   async refresh(statusPromise) {
-    const [status, alerts, series] = await Promise.all([
+    const [status, alerts, series, silences] = await Promise.all([
       statusPromise,
       get("alerts", { state: "firing" }),
       get("series", { limit: ANOMALOUS_LIMIT }),
+      // An agent without /api/v1/silences (older) still gets the rest of the overview.
+      get("silences").catch(() => null),
     ]);
     if (!this.alive) return;
     const anomalous = series.filter((s) => s.anomalous);
     // Redraw only on change, so a refresh neither flickers nor moves keyboard focus.
-    const key = JSON.stringify([alerts, anomalous, status.producers, status.sinks]);
+    const key = JSON.stringify([alerts, anomalous, status.producers, status.sinks, silences]);
     if (key === this.last) return;
     this.last = key;
     const focused = document.activeElement?.getAttribute("href");
@@ -45,6 +47,7 @@ export class OverviewView {
         "div",
         { class: "grid" },
         this.alerts(alerts, status.now),
+        silences ? this.silences(silences) : null,
         this.anomalous(anomalous),
         this.producers(status.producers),
         this.sinks(status.sinks),
@@ -76,7 +79,7 @@ export class OverviewView {
               { class: "alert-head" },
               h("span", { class: `badge sev-${a.severity}` }, a.severity),
               h("strong", { class: "alertname" }, a.alertname),
-              a.silenced ? h("span", { class: "badge muted-badge" }, "silenced") : null,
+              silencedBadge(a),
               a.flapping ? h("span", { class: "badge muted-badge" }, "flapping") : null,
               h("a", { href: link, class: "chart-link" }, "Open chart"),
             ),
@@ -91,6 +94,26 @@ export class OverviewView {
             ),
           );
         }),
+      ),
+    );
+  }
+
+  silences(silences) {
+    const active = silences.filter((s) => s.state === "active");
+    return section(
+      "Silences",
+      active.length,
+      table(
+        ["Silence", "Matchers", "By", "Comment", "Until", "Mutes"],
+        active.map((s) => [
+          h("code", { title: s.id }, shortId(s.id)),
+          h("code", {}, s.matchers.join(" ")),
+          s.created_by,
+          s.comment || "–",
+          s.ends_at == null ? "no end" : timeEl(s.ends_at, time(s.ends_at)),
+          s.mutes.length ? s.mutes.map((a) => a.alertname).join(", ") : "nothing firing",
+        ]),
+        "No active silences.",
       ),
     );
   }
@@ -184,6 +207,20 @@ export class OverviewView {
   destroy() {
     this.alive = false;
   }
+}
+
+// Runtime silences have uuid ids: the first 8 characters are enough to tell them apart (and
+// `infrawatch silence expire` takes them); config ones (`config-1`) are short already.
+function shortId(id) {
+  return id.startsWith("config-") ? id : id.slice(0, 8);
+}
+
+function silencedBadge(a) {
+  if (a.silenced_by) {
+    return h("span", { class: "badge muted-badge", title: a.silenced_by },
+      `silenced by ${shortId(a.silenced_by)}`);
+  }
+  return a.silenced ? h("span", { class: "badge muted-badge" }, "silenced") : null;
 }
 
 // `gone` is a flag (the receiver said the webhook no longer exists) or a count of such answers.
