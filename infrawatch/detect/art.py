@@ -563,4 +563,4 @@ def _event_score(sim: float, energy: float, lb: float, ub: float) -> float:
     up = ((1.0 - s) - (1.0 - ub)) / (1.0 - s)
     low = ((1.0 - s) - (1.0 - lb)) / (1.0 - s)
     v = up * 0.35 + low * 0.65 + (1.0 - energy) * 1.5
-    return 1.0 if v > 1.0 else max(0.0, v)
+    return max(0.0, v)
