@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gzip
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +35,7 @@ from infrawatch.export.cursor import sync_export_log
 from infrawatch.export.exporter import Exporter, ExportService
 from infrawatch.logging import configure
 from infrawatch.model import Sample, make_labels
-from infrawatch.runtime.stats import AgentStats
+from infrawatch.runtime.stats import AgentStats, ExporterStats
 from infrawatch.storage.store import Store
 
 SERIES = 1000
@@ -88,14 +88,17 @@ def serve(port: int, decode: bool) -> None:
         return web.Response(status=204)
 
     async def stats(request: web.Request) -> web.Response:
-        ordered = sorted(lags)
-        pick = (lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]) if ordered else None
+        ordered = sorted(lags) or [float("nan")]
+
+        def pick(q: float) -> float:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
         result = {
             "requests": counts["requests"],
-            "samples": len(ordered),
-            "p50": pick(0.5) if pick else None,
-            "p99": pick(0.99) if pick else None,
-            "max": ordered[-1] if ordered else None,
+            "samples": len(lags),
+            "p50": pick(0.5),
+            "p99": pick(0.99),
+            "max": ordered[-1],
         }
         lags.clear()
         return web.json_response(result)
@@ -193,27 +196,34 @@ async def lag(base: str, rate: int, seconds: float, tmp: Path) -> None:
     per_write = rate // 10
     for kind in ("remote_write", "otlp"):
         cfg = config(kind, base, 2000)
-        async with Store(tmp / f"lag-{kind}.db") as store, exporter(store, cfg) as exp:
-            async with aiohttp.ClientSession() as http:
-                await (await http.get(f"{base}/stats")).read()  # reset
-                cpu0, start = time.process_time(), time.monotonic()
-                written = 0
-                tick = start
-                while tick - start < seconds:
-                    await store.write(samples(written, per_write, ts=time.time()))
-                    written += per_write
-                    tick += 0.1
-                    await asyncio.sleep(max(0.0, tick - time.monotonic()))
-                await exp.wait_until(lambda s, n=written: s.sent >= n)
-                cpu = time.process_time() - cpu0
-                async with http.get(f"{base}/stats") as resp:
-                    result = await resp.json()
+        async with (
+            Store(tmp / f"lag-{kind}.db") as store,
+            exporter(store, cfg) as exp,
+            aiohttp.ClientSession() as http,
+        ):
+            await (await http.get(f"{base}/stats")).read()  # reset
+            cpu0, start = time.process_time(), time.monotonic()
+            written = 0
+            tick = start
+            while tick - start < seconds:
+                await store.write(samples(written, per_write, ts=time.time()))
+                written += per_write
+                tick += 0.1
+                await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            await exp.wait_until(functools.partial(_sent_at_least, written))
+            cpu = time.process_time() - cpu0
+            async with http.get(f"{base}/stats") as resp:
+                result = await resp.json()
         print(
             f"lag {kind:>12} at {written / seconds:,.0f} samples/s ingest: "
             f"p50 {result['p50'] * 1000:.0f} ms, p99 {result['p99'] * 1000:.0f} ms, "
             f"max {result['max'] * 1000:.0f} ms over {result['samples']:,} samples; "
             f"this process (store writes + export) {100 * cpu / seconds:.0f} % of one core"
         )
+
+
+def _sent_at_least(count: int, stats: ExporterStats) -> bool:
+    return stats.sent >= count
 
 
 async def outage(base: str, rate: int, minutes: float, tmp: Path) -> None:
@@ -231,8 +241,8 @@ async def outage(base: str, rate: int, minutes: float, tmp: Path) -> None:
 
 def overhead(base: str, seconds: float) -> None:
     """The agent at a 10 s host interval: host-only vs one remote-write exporter."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from overhead import measure
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.overhead import measure
 
     with tempfile.TemporaryDirectory() as tmp:
         results = {}

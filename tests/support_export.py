@@ -243,9 +243,7 @@ class OtlpReceiver:
     def _keep(self, decoded: ExportMetricsServiceRequest) -> int:
         count = 0
         for rm in decoded.resource_metrics:
-            self.resources.append(
-                {a.key: a.value.string_value for a in rm.resource.attributes}
-            )
+            self.resources.append({a.key: a.value.string_value for a in rm.resource.attributes})
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     if metric.WhichOneof("data") != "gauge":

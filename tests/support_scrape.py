@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from infrawatch.config import Settings
 from tests.support_http import free_port
 
 BUCKETS = (0.1, 0.5, 1.0)  # seconds; the known app's histogram (and +Inf)
@@ -320,6 +321,18 @@ def scrape_toml(name: str, url: str, **fields: Any) -> str:
         else:
             lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"
+
+
+def agent_settings(tmp_path: Path, scrape: list[dict[str, Any]]) -> Settings:
+    """Settings for an in-process agent: these targets only, HTTP on a free loopback port."""
+    return Settings.model_validate(
+        {
+            "storage": {"path": str(tmp_path / "agent.db")},
+            "http": {"listen": "127.0.0.1:0"},
+            "host": {"enabled": False},
+            "scrape": scrape,
+        }
+    )
 
 
 def db_path(tmp_path: Path) -> Path:

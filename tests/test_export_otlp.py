@@ -123,9 +123,10 @@ async def test_one_bad_sample_is_rejected_alone_and_the_stream_goes_on(
     samples = series(*CPU, 300, now - 100)
     samples[137] = Sample(CPU[0], -1.0, samples[137].ts, CPU[1])
     with captured_logs("info") as logs:
-        async with Store(tmp_path / "a.db") as store, exporting(
-            store, receiver, batch_samples=100
-        ) as exporter:
+        async with (
+            Store(tmp_path / "a.db") as store,
+            exporting(store, receiver, batch_samples=100) as exporter,
+        ):
             await store.write(samples)
             await exporter.wait_until(lambda s: s.sent + s.rejected == 300)
             assert (exporter.stats.sent, exporter.stats.rejected) == (299, 1)
@@ -208,10 +209,12 @@ async def test_restart_resumes_at_the_cursor(tmp_path: Path, receiver: OtlpRecei
 
 
 async def test_match_globs_choose_the_metrics(tmp_path: Path, receiver: OtlpReceiver) -> None:
-    async with Store(tmp_path / "a.db") as store:
-        async with exporting(store, receiver, match=["system.memory.*"]) as exporter:
-            await store.write(series(*CPU, 10, time.time() - 50) + series(*MEM, 3, time.time()))
-            await exporter.wait_until(lambda s: s.sent == 3 and s.backlog == 0)
+    async with (
+        Store(tmp_path / "a.db") as store,
+        exporting(store, receiver, match=["system.memory.*"]) as exporter,
+    ):
+        await store.write(series(*CPU, 10, time.time() - 50) + series(*MEM, 3, time.time()))
+        await exporter.wait_until(lambda s: s.sent == 3 and s.backlog == 0)
     assert list(receiver.points) == [(MEM[0], "By", MEM[1])]
 
 
@@ -220,11 +223,13 @@ async def test_samples_past_retention_are_counted_and_logged_as_lost(
 ) -> None:
     now = time.time()
     with captured_logs("info") as logs:
-        async with Store(tmp_path / "a.db") as store:
-            async with exporting(store, receiver, retention=60.0) as exporter:
-                await store.write(series(*CPU, 4, now - 120) + series(*MEM, 3, now - 1))
-                await exporter.wait_until(lambda s: s.sent + s.lost == 7)
-                assert (exporter.stats.sent, exporter.stats.lost) == (3, 4)
+        async with (
+            Store(tmp_path / "a.db") as store,
+            exporting(store, receiver, retention=60.0) as exporter,
+        ):
+            await store.write(series(*CPU, 4, now - 120) + series(*MEM, 3, now - 1))
+            await exporter.wait_until(lambda s: s.sent + s.lost == 7)
+            assert (exporter.stats.sent, exporter.stats.lost) == (3, 4)
     (event,) = logs.named("export.samples_lost")
     assert event["samples"] == 4
 

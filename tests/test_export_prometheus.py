@@ -45,10 +45,10 @@ async def prometheus(tmp_path: Path) -> AsyncIterator[Prometheus]:
 
 @contextlib.asynccontextmanager
 async def exporting(store: Store, url: str, **fields: object) -> AsyncIterator[ExportService]:
-    cfg = ExportConfig.model_validate({"name": "prom", "type": "remote_write", "url": url, **fields})
-    service = ExportService(
-        [cfg], store, AgentStats(), retention=86400.0, external_labels=EXTERNAL
+    cfg = ExportConfig.model_validate(
+        {"name": "prom", "type": "remote_write", "url": url, **fields}
     )
+    service = ExportService([cfg], store, AgentStats(), retention=86400.0, external_labels=EXTERNAL)
     async with service:
         yield service
 
@@ -101,7 +101,9 @@ async def test_late_point_is_rejected_alone_and_the_stream_goes_on(
     b = ("test.b", make_labels({"k": "b"}))
     async with Store(tmp_path / "a.db") as store:
         async with exporting(store, prometheus.write_url) as svc:
-            await store.write([Sample(a[0], 1.0, now - 10, a[1]), Sample(b[0], 1.0, now - 10, b[1])])
+            await store.write(
+                [Sample(a[0], 1.0, now - 10, a[1]), Sample(b[0], 1.0, now - 10, b[1])]
+            )
             await svc.exporters[0].wait_until(lambda s: s.sent == 2)
             # Known to be late for its series: refused without a request.
             await store.write([Sample(b[0], 9.0, now - 20, b[1])])
@@ -162,8 +164,10 @@ async def test_outage_with_agent_restart_loses_nothing(
     try:
         await agent.wait_for("export.started")
         # Prometheus goes away once the agent has sent something.
-        while not await prometheus.samples("system_memory_utilization"):
-            await asyncio.sleep(0.1)  # bounded by the test timeout; Prometheus has no push event
+        for _ in range(300):  # bounded polling: Prometheus has no event to await
+            if await prometheus.samples("system_memory_utilization"):
+                break
+            await asyncio.sleep(0.1)
         await prometheus.stop()
         await agent.wait_for("export.retrying")  # the agent stored more and could not send it
         agent.signal()

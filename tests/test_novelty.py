@@ -108,7 +108,10 @@ def test_score_is_below_half_when_the_exceedance_is_below_the_threshold_by_one_u
     # The calibration contract at the boundary: score >= 0.5 exactly when exceedance >= threshold.
     history = [0.0, 1.0] * 200
     for threshold, fires in [(0.5, True), (math.nextafter(0.5, math.inf), False)]:
-        config = NoveltyConfig(seasonal=False, median_weight=0, threshold=threshold)
+        # The calibration itself: confidence by history off (this series is young).
+        config = NoveltyConfig(
+            seasonal=False, median_weight=0, threshold=threshold, confidence_samples=0, confidence=0
+        )
         det = NoveltyDetector(config)
         changes = feed(det, [*history, 1.5])  # exceedance (1.5 - 1) / 1 = 0.5 exactly
         assert det.states()[KEY].value == 0.5

@@ -25,6 +25,7 @@ from tests.support_http import PrometheusServer, base_url, running_agent, wait_u
 from tests.support_scrape import (
     MetricsApp,
     NodeExporter,
+    agent_settings,
     fetch_metrics,
     promtool_check,
     scrape_toml,
@@ -95,7 +96,9 @@ def test_invalid_targets_are_config_errors_that_never_quote_header_values() -> N
 
 
 def test_headers_are_masked_like_sink_urls() -> None:
-    s = Settings(scrape=[{"name": "a", "url": "http://127.0.0.1:9/m", "headers": {"X-Key": "k"}}])
+    s = Settings.model_validate(
+        {"scrape": [{"name": "a", "url": "http://127.0.0.1:9/m", "headers": {"X-Key": "k"}}]}
+    )
     assert masked_value(s.scrape) == [
         {**masked_value(s.scrape[0]), "headers": {"X-Key": "**********"}}
     ]
@@ -251,8 +254,8 @@ def test_default_rule_fires_when_up_is_zero_for_a_minute() -> None:
     resolved = detector.observe(Sample("up", 1.0, 75.0, labels))
     assert [(c.rule, c.status) for c in resolved] == [("target_down", "resolved")]
     # Overridable like the other defaults: writing rules replaces the whole list.
-    custom = Settings(
-        analysis={"threshold": [{"name": "x", "metric": "up", "op": "<", "critical": 1}]}
+    custom = Settings.model_validate(
+        {"analysis": {"threshold": [{"name": "x", "metric": "up", "op": "<", "critical": 1}]}}
     )
     assert [r.name for r in custom.analysis.threshold] == ["x"]
 
@@ -294,6 +297,7 @@ async def test_check_lists_targets_and_scrape_tries_each_once(tmp_path: Path) ->
             re.M,
         ), out
         assert "  names: gauge/untyped foo → foo; counter foo_total → foo_total.rate" in out
+        assert "  values: gauges as exposed; counters as per-second rates between scrapes" in out
 
         code, out, err = await _cli("check", "--config", str(config), "--scrape")
         assert code == 1, out + err  # one target failed
@@ -319,11 +323,8 @@ async def test_metrics_page_keeps_scraped_names_apart_from_the_agents_own(
     tmp_path: Path,
 ) -> None:
     async with MetricsApp() as app:
-        settings = Settings(
-            storage={"path": str(tmp_path / "agent.db")},
-            http={"listen": "127.0.0.1:0"},
-            host={"enabled": False},
-            scrape=[{"name": "own", "url": f"{app.base}/own-names", "interval": 0.2}],
+        settings = agent_settings(
+            tmp_path, [{"name": "own", "url": f"{app.base}/own-names", "interval": 0.2}]
         )
         async with running_agent(settings, []) as agent:
             stats = agent.stats.scrape("own")
@@ -345,11 +346,8 @@ async def test_metrics_page_keeps_scraped_names_apart_from_the_agents_own(
 
 
 async def test_a_failing_target_is_counted_by_reason_on_metrics(tmp_path: Path) -> None:
-    settings = Settings(
-        storage={"path": str(tmp_path / "agent.db")},
-        http={"listen": "127.0.0.1:0"},
-        host={"enabled": False},
-        scrape=[{"name": "gone", "url": "http://127.0.0.1:1/metrics", "interval": 0.2}],
+    settings = agent_settings(
+        tmp_path, [{"name": "gone", "url": "http://127.0.0.1:1/metrics", "interval": 0.2}]
     )
     async with running_agent(settings, []) as agent:
         stats = agent.stats.scrape("gone")

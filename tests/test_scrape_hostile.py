@@ -13,7 +13,6 @@ import pytest
 
 from infrawatch.collectors.scrape import REASONS, ScrapeProducer
 from infrawatch.collectors.scrape_config import ScrapeTarget
-from infrawatch.config import Settings
 from infrawatch.model import Sample
 from infrawatch.runtime.stats import ScrapeStats
 from tests.support_alert_logs import captured_logs
@@ -23,6 +22,7 @@ from tests.support_scrape import (
     TRUNCATED_REPLY,
     MetricsApp,
     RawServer,
+    agent_settings,
     gzip_bomb,
     many_series_body,
 )
@@ -197,12 +197,7 @@ async def test_bad_targets_never_hold_up_the_good_one(
         },
         *({"name": name, "url": url, **fast} for name, url in bad.items()),
     ]
-    settings = Settings(
-        storage={"path": str(tmp_path / "agent.db")},
-        http={"listen": "127.0.0.1:0"},
-        host={"enabled": False},
-        scrape=targets,
-    )
+    settings = agent_settings(tmp_path, targets)
     async with AsyncExitStack() as stack:
         agent = await stack.enter_async_context(running_agent(settings, []))
         stats = agent.stats.scrapes

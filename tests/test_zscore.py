@@ -9,6 +9,14 @@ from infrawatch.detect.zscore import ZScoreDetector, score_of
 from tests.support_detect import feed, noisy, statuses
 
 KEY = ("m", ())
+# Confidence by history off: these tests are about a mature series' decisions (young series:
+# tests/test_confidence.py).
+OFF = {"confidence_samples": 0, "confidence": 0}
+
+
+def mature(**settings: object) -> ZScoreConfig:
+    """A Z-score config with confidence by history off."""
+    return ZScoreConfig.model_validate({**OFF, **settings})
 
 
 def firing(changes: list) -> list[int]:  # type: ignore[type-arg]
@@ -24,7 +32,7 @@ def test_score_is_calibrated_at_the_threshold() -> None:
 
 
 def test_step_change_fires_once_and_resolves_after_adapting() -> None:
-    det = ZScoreDetector(ZScoreConfig())
+    det = ZScoreDetector(mature())
     values = noisy(600) + noisy(600, level=20.0, seed=2)
     changes = feed(det, values)
     assert firing(changes) == [600]
@@ -44,21 +52,21 @@ def test_spike_up_and_down_are_detected_with_direction() -> None:
     values[400] = 30.0
     # Suppression is shared by both directions: the dip must beat the spike to count.
     values[450] = -25.0
-    both = feed(ZScoreDetector(ZScoreConfig()), values)
+    both = feed(ZScoreDetector(mature()), values)
     assert firing(both) == [400, 450]
-    up = feed(ZScoreDetector(ZScoreConfig(direction="up")), values)
+    up = feed(ZScoreDetector(mature(direction="up")), values)
     assert firing(up) == [400]
-    down = feed(ZScoreDetector(ZScoreConfig(direction="down")), values)
+    down = feed(ZScoreDetector(mature(direction="down")), values)
     assert firing(down) == [450]
 
 
 def test_flat_series_with_tiny_noise_does_not_fire() -> None:
-    det = ZScoreDetector(ZScoreConfig())
+    det = ZScoreDetector(mature())
     assert feed(det, [v * 1e-9 + 5.0 for v in noisy(2000)]) == []
 
 
 def test_quantised_series_stuck_at_zero_then_one_step_is_not_infinite() -> None:
-    det = ZScoreDetector(ZScoreConfig())
+    det = ZScoreDetector(mature())
     values = [0.0] * 300 + [0.01, 0.0, 0.0, 0.01] * 100
     values[150] = 0.01  # the quantisation step is learnt from an early blip
     assert feed(det, values) == []
@@ -66,7 +74,7 @@ def test_quantised_series_stuck_at_zero_then_one_step_is_not_infinite() -> None:
 
 
 def test_same_excursion_is_not_reported_twice() -> None:
-    det = ZScoreDetector(ZScoreConfig(resolve_ratio=1.0))
+    det = ZScoreDetector(mature(resolve_ratio=1.0))
     values = noisy(500)
     # An excursion that wobbles around the firing point: it may resolve, but must not re-fire.
     for i, v in enumerate([18.0, 14.0, 19.0, 13.0, 18.5, 16.0]):
@@ -74,7 +82,7 @@ def test_same_excursion_is_not_reported_twice() -> None:
     changes = feed(det, values)
     assert firing(changes) == [400]
     scores = []
-    det2 = ZScoreDetector(ZScoreConfig(resolve_ratio=1.0))
+    det2 = ZScoreDetector(mature(resolve_ratio=1.0))
     for i, v in enumerate(values):
         feed(det2, [v], start=1_700_000_000.0 + i * 300)
         scores.append(det2.score(KEY))
@@ -83,7 +91,7 @@ def test_same_excursion_is_not_reported_twice() -> None:
 
 
 def test_no_firing_before_min_samples() -> None:
-    det = ZScoreDetector(ZScoreConfig(min_samples=100))
+    det = ZScoreDetector(mature(min_samples=100))
     values = noisy(150)
     values[50] = 100.0
     values[120] = 100.0
@@ -101,12 +109,12 @@ def test_seasonal_change_catches_a_broken_daily_pattern() -> None:
     # Day 4: the pattern is flipped during two hours, staying inside the usual range.
     for i in range(day * 3 + 60, day * 3 + 84):
         values[i] = 10 - 5 * math.sin(2 * math.pi * i / day)
-    with_season = feed(ZScoreDetector(ZScoreConfig()), values)
+    with_season = feed(ZScoreDetector(mature()), values)
     assert firing(with_season)
     assert firing(with_season)[0] >= day * 3 + 60
     assert with_season[0][1].evidence["feature"] == "seasonal_change"
     assert "change vs 1d ago" in with_season[0][1].summary
-    without = feed(ZScoreDetector(ZScoreConfig(seasonal=False)), values)
+    without = feed(ZScoreDetector(mature(seasonal=False)), values)
     assert firing(without) == []
 
 
@@ -114,6 +122,7 @@ def test_overrides_by_glob_change_or_disable_series() -> None:
     config = AnalysisConfig.model_validate(
         {
             "zscore": {
+                **OFF,
                 "overrides": [
                     {"metric": "quiet.*", "enabled": False},
                     {"metric": "loud", "threshold": 50},
@@ -130,7 +139,7 @@ def test_overrides_by_glob_change_or_disable_series() -> None:
 
 @pytest.mark.parametrize("gap", [0.0, -300.0])
 def test_duplicate_or_out_of_order_timestamps_are_harmless(gap: float) -> None:
-    det = ZScoreDetector(ZScoreConfig())
+    det = ZScoreDetector(mature())
     changes = feed(det, noisy(300))
     assert changes == []
     from infrawatch.model import Sample
@@ -145,23 +154,23 @@ def test_automatic_threshold_is_higher_beside_novelty() -> None:
     # A z of about 8: fires when Z runs alone (z 5), not beside novelty (z 15), unless set.
     values = noisy(600)
     values[500] = 18.0
-    analysis = AnalysisConfig()
+    analysis = AnalysisConfig.model_validate({"zscore": OFF})
     alone = feed(ZScoreDetector(analysis.zscore), values)
     beside = feed(ZScoreDetector(analysis.zscore, analysis.novelty), values)
     assert firing(alone) == [500]
     assert firing(beside) == []
     assert alone[0][1].evidence["threshold"] == 5.0
-    explicit = ZScoreConfig(threshold=5.0)
+    explicit = mature(threshold=5.0)
     assert firing(feed(ZScoreDetector(explicit, analysis.novelty), values)) == [500]
     # A metric novelty is disabled for keeps the stand-alone threshold.
     off = AnalysisConfig.model_validate(
-        {"novelty": {"overrides": [{"metric": "m", "enabled": False}]}}
+        {"zscore": OFF, "novelty": {"overrides": [{"metric": "m", "enabled": False}]}}
     )
     assert firing(feed(ZScoreDetector(off.zscore, off.novelty), values)) == [500]
 
 
 def test_a_nan_first_sample_does_not_poison_the_series() -> None:
-    det = ZScoreDetector(ZScoreConfig())
+    det = ZScoreDetector(mature())
     values = [float("nan"), *noisy(300)]
     values[250] = 30.0
     assert firing(feed(det, values)) == [250]

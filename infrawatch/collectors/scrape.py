@@ -137,7 +137,7 @@ class ScrapeProducer:
             connector=aiohttp.TCPConnector(limit=2),
             # A scrape is stateless: a cookie set by one answer must not reach the next request.
             cookie_jar=aiohttp.DummyCookieJar(),
-            # The whole scrape is bounded by asyncio.timeout in `_fetch`; this bounds connects.
+            # The whole scrape is bounded by asyncio.timeout in `collect`; this bounds connects.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.target.timeout),
         )
         return self
@@ -151,10 +151,6 @@ class ScrapeProducer:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    def forget(self) -> None:
-        """Drop the counter state (the target is gone for good)."""
-        self._converter.forget()
 
     # -- one scrape -----------------------------------------------------------------------------
 

@@ -19,6 +19,11 @@ NAMES = (
     "summary foo → foo.q<quantile> (foo.q0.99), foo.count.rate; "
     f"per target: {UP} (1/0), {DURATION}, {SAMPLES_SCRAPED}"
 )
+SEMANTICS = (
+    "gauges as exposed; counters as per-second rates between scrapes (a drop is a reset, never "
+    "a negative rate; none from the first scrape); histograms' p50/p90/p99 of each interval's "
+    "observations (histogram_quantile over the bucket increases); summaries' quantiles as exposed"
+)
 SHOWN_NAMES = 5  # metric names shown per target after a test scrape
 
 
@@ -74,6 +79,7 @@ def report(targets: Sequence[ScrapeTarget], *, try_each: bool) -> bool:
     for target in targets:
         print(f"  {target.name}: {describe_target(target)}")
     print(f"  names: {NAMES}")
+    print(f"  values: {SEMANTICS}")
     if not try_each:
         print("  (infrawatch check --scrape scrapes each target once)")
         return True

@@ -492,9 +492,7 @@ class ArtDetector(PerSeriesDetector[_AState]):
     def _decide(self, key: SeriesKey, sample: Sample, st: _AState, raw_art: float) -> list[Anomaly]:
         """Calibrate, apply the (shared) refractory period, report firing/resolved."""
         p = st.p
-        raw = raw_art / (raw_art + p.threshold) if raw_art > 0.0 else 0.0
-        if raw >= 0.5 and raw_art < p.threshold:
-            raw = BELOW_HALF
+        raw = art_score(raw_art, p.threshold)
         if self.shared is not None:
             peak = self.shared.refractory_peak(key)
             score = raw if raw > peak else 0.0
@@ -557,10 +555,20 @@ class ArtDetector(PerSeriesDetector[_AState]):
         )
 
 
+def art_score(strength: float, threshold: float) -> float:
+    """Calibrated score of an event strength: s / (s + threshold), 0.5 exactly at the threshold
+    (a linear map from 0.5 at the threshold to 1 at full strength was measured: 68.7 / 69.1 on
+    NAB for thresholds 0.85 / 0.9, against 68.9 / 69.0, no better)."""
+    if strength <= 0.0:
+        return 0.0
+    raw = strength / (strength + threshold)
+    return BELOW_HALF if raw >= 0.5 and strength < threshold else raw
+
+
 def _event_score(sim: float, energy: float, lb: float, ub: float) -> float:
     """ARTime's event strength: how far below each vigilance the match is, plus energy."""
     s = min(0.999, sim)
     up = ((1.0 - s) - (1.0 - ub)) / (1.0 - s)
     low = ((1.0 - s) - (1.0 - lb)) / (1.0 - s)
     v = up * 0.35 + low * 0.65 + (1.0 - energy) * 1.5
-    return max(0.0, v)
+    return 1.0 if v > 1.0 else max(0.0, v)

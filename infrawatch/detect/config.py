@@ -170,7 +170,7 @@ class ZScoreConfig(_Model):
     # Confidence by history, as for novelty: z is scaled by min(1, n / confidence_samples,
     # age / confidence). 0 = off.
     confidence_samples: int = Field(2000, ge=0)
-    confidence: SecondsOrZero = 86400.0
+    confidence: SecondsOrZero = 7 * 86400.0
     overrides: list[ZScoreOverride] = Field(default_factory=list)
     # Templates for every z-score alert (as a threshold rule's); {evidence.z}, {evidence.mean} …
     annotations: Annotations = Field(
@@ -224,7 +224,7 @@ class NoveltyConfig(_Model):
     # Confidence by history: the evidence is scaled by min(1, n / confidence_samples,
     # age / confidence), so a young series does not announce its own ordinary peaks. 0 = off.
     confidence_samples: int = Field(2000, ge=0)
-    confidence: SecondsOrZero = 86400.0
+    confidence: SecondsOrZero = 7 * 86400.0
     overrides: list[NoveltyOverride] = Field(default_factory=list)
     # Templates for every novelty alert; {evidence.min}, {evidence.max}, {evidence.exceedance} …
     annotations: Annotations = Field(

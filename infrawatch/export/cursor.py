@@ -24,6 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import aiosqlite
 
@@ -171,7 +172,8 @@ class ExportCursor:
     async def read(self, limit: int) -> list[Row]:
         """Up to `limit` rows after the position, in commit order."""
         async with self.db.execute(_READ, (self.position, limit)) as cur:
-            return [(int(s), int(i), float(t), float(v)) for s, i, t, v in await cur.fetchall()]
+            # The columns' declared types (INTEGER, REAL) are what SQLite returns.
+            return cast(list[Row], await cur.fetchall())
 
     async def series(self, ids: Sequence[int]) -> dict[int, tuple[str, Labels]]:
         """Name and labels of each series id that still exists."""

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -70,8 +71,8 @@ class Encoder(Protocol):
     ordered: bool  # the receiver refuses a sample older than its series' last one
     headers: Mapping[str, str]  # content type and encoding of the body
 
-    def stamp(self, ts: float) -> int:
-        """A stored timestamp (epoch s) in the protocol's unit."""
+    def points(self, rows: Sequence[Row]) -> Points:
+        """(stamp in the protocol's time unit, value) of each row."""
         ...
 
     def prepare(self, name: str, labels: Labels) -> Any:
@@ -184,11 +185,15 @@ def _split(groups: list[Group], total: int) -> tuple[list[Group], list[Group]]:
     return left, right
 
 
+_TS = operator.itemgetter(2)  # of a Row
+
+
 def _in_order(points: Points) -> Points:
     """`points` sorted by stamp, keeping the last-written value of a repeated stamp."""
-    if all(points[i][0] < points[i + 1][0] for i in range(len(points) - 1)):
-        return points
-    points.sort(key=lambda p: p[0])  # stable: equal stamps stay in the order written
+    stamps = [p[0] for p in points]
+    if all(map(operator.lt, stamps, stamps[1:])):
+        return points  # the usual case: a series' rows arrive in time order
+    points.sort(key=_stamp)  # stable: equal stamps stay in the order written
     out: Points = []
     for point in points:
         if out and out[-1][0] == point[0]:
@@ -196,6 +201,10 @@ def _in_order(points: Points) -> Points:
         else:
             out.append(point)
     return out
+
+
+def _stamp(point: tuple[int, float]) -> int:
+    return point[0]
 
 
 class Exporter:
@@ -370,39 +379,52 @@ class Exporter:
         rows = await self.cursor.read(self.cfg.batch_samples)
         if not rows:
             return None
-        await self._learn_series(rows)
+        # Per series, in commit order; the rows themselves, no copies (this loop is the hot path).
+        by_series: dict[int, list[Row]] = {}
+        for row in rows:
+            group = by_series.get(row[1])
+            if group is None:
+                by_series[row[1]] = [row]
+            else:
+                group.append(row)
+        await self._learn_series(by_series)
         cutoff = self.clock() - self.retention
-        stamp = encoder.stamp
+        expired = min(map(_TS, rows)) < cutoff
+        batch = Batch(last_seq=rows[-1][0], groups=[])
         series = self._series
-        by_series: dict[int, Points] = {}
-        lost = 0
-        for _, sid, ts, value in rows:
+        last_sent = self._last_sent if encoder.ordered else None
+        for sid, group in by_series.items():
             prep = series.get(sid, _GONE)
             if prep is None:
                 continue  # not matched by this exporter's globs
-            if prep is _GONE or ts < cutoff:
-                lost += 1
+            if prep is _GONE:
+                batch.lost += len(group)
                 continue
-            points = by_series.get(sid)
-            if points is None:
-                points = by_series[sid] = []
-            points.append((stamp(ts), value))
-        batch = Batch(last_seq=rows[-1][0], groups=[], lost=lost)
-        for sid, points in by_series.items():
-            ordered = _in_order(points)
-            if encoder.ordered:
-                ordered = self._after_last_sent(sid, ordered, batch)
-            if ordered:
-                batch.groups.append((sid, series[sid], ordered))
-                batch.samples += len(ordered)
+            if expired:
+                kept = [r for r in group if r[2] >= cutoff]
+                batch.lost += len(group) - len(kept)
+                if not kept:
+                    continue
+                group = kept
+            points = encoder.points(group)
+            if len(points) > 1:
+                points = _in_order(points)
+            if last_sent is not None:
+                last = last_sent.get(sid)
+                if last is not None and points[0][0] <= last[0]:
+                    points = self._after_last_sent(points, last, batch)
+                    if not points:
+                        continue
+            batch.groups.append((sid, prep, points))
+            batch.samples += len(points)
         return batch
 
-    async def _learn_series(self, rows: list[Row]) -> None:
+    async def _learn_series(self, ids: Iterable[int]) -> None:
         encoder = self._encoder
         if time.monotonic() - self._series_since > SERIES_CACHE_TTL:
             self._series = {}
             self._series_since = time.monotonic()
-        missing = list({sid for _, sid, _, _ in rows if sid not in self._series})
+        missing = [sid for sid in ids if sid not in self._series]
         if not missing:
             return
         found = await self.cursor.series(missing)
@@ -414,11 +436,9 @@ class Exporter:
             matched = not self.cfg.match or any(fnmatchcase(name, g) for g in self.cfg.match)
             self._series[sid] = encoder.prepare(name, labels) if matched else None
 
-    def _after_last_sent(self, sid: int, points: Points, batch: Batch) -> Points:
+    @staticmethod
+    def _after_last_sent(points: Points, last: tuple[int, float], batch: Batch) -> Points:
         """Drop what an ordered receiver would refuse: samples at or before its last one."""
-        last = self._last_sent.get(sid)
-        if last is None or points[0][0] > last[0]:
-            return points
         kept: Points = []
         for point in points:
             if point[0] > last[0]:

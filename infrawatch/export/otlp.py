@@ -96,9 +96,10 @@ class OtlpEncoder:
         self.resource = Resource(attributes=[_attribute(k, v) for k, v in attributes.items()])
 
     @staticmethod
-    def stamp(ts: float) -> int:
-        """Nanoseconds since the epoch; the stored float holds microseconds faithfully."""
-        return round(ts * 1_000_000) * 1000
+    def points(rows: Sequence[tuple[int, int, float, float]]) -> list[tuple[int, float]]:
+        """(nanoseconds since the epoch, value) of each (seq, series, ts, value) row; the
+        stored float holds microseconds faithfully, so that is the precision sent."""
+        return [(round(ts * 1_000_000) * 1000, value) for _, _, ts, value in rows]
 
     def prepare(self, name: str, labels: Labels) -> Any:
         """The per-series part of every data point (cached by the exporter)."""

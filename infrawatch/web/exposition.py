@@ -26,9 +26,10 @@ from infrawatch.logging import describe as describe_error
 from infrawatch.logging import get_logger
 from infrawatch.model import SeriesKey, make_labels, utf8_text
 
-# label_name is re-exported: the mapping moved to infrawatch.names, shared with remote-write.
+# Re-exported: the mapping moved to infrawatch.names, shared with remote-write.
 from infrawatch.names import label_name as label_name
-from infrawatch.names import metric_name, prom_labels
+from infrawatch.names import metric_name as metric_name
+from infrawatch.names import prom_labels
 from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats, Histogram
 from infrawatch.web.view import ActiveAlert, AgentView
