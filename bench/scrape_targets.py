@@ -172,7 +172,7 @@ async def measure_scrapes(name: str, url: str, pid: int, scrapes: int) -> dict[s
     import aiohttp
 
     from infrawatch.collectors.openmetrics import Converter, ParseCache, parse
-    from infrawatch.collectors.scrape import ACCEPT, ScrapeProducer
+    from infrawatch.collectors.scrape import ScrapeProducer
     from infrawatch.collectors.scrape_config import ScrapeTarget
 
     target = ScrapeTarget(name=name, url=url, interval=60, max_body_bytes=64 * 1024 * 1024)
@@ -193,7 +193,7 @@ async def measure_scrapes(name: str, url: str, pid: int, scrapes: int) -> dict[s
     bodies: list[bytes] = []
     async with aiohttp.ClientSession() as session:
         for _ in range(scrapes + 1):
-            async with session.get(url, headers={"Accept": ACCEPT}) as resp:
+            async with session.get(url, headers={"Accept": target.accept}) as resp:
                 bodies.append(await resp.read())
     converter = Converter(labels={"job": name, "instance": "x"}, max_series=1_000_000)
     cache = ParseCache()

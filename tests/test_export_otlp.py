@@ -101,17 +101,21 @@ async def test_points_keep_names_units_attributes_and_their_own_time(
     assert request.headers["User-Agent"] == f"infrawatch/{__version__}"
 
 
-async def test_503_and_429_are_retried_and_retry_after_honoured(
+async def test_503_429_and_redirects_are_retried_and_retry_after_honoured(
     tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
-    receiver.then((503, b"overloaded", {}), (429, b"slow down", {"Retry-After": "0.2"}))
+    receiver.then(
+        (307, b"", {"Location": "http://127.0.0.1:1/elsewhere"}),  # not followed, not dropped
+        (503, b"overloaded", {}),
+        (429, b"slow down", {"Retry-After": "0.2"}),
+    )
     samples = series(*CPU, 10, time.time() - 10)
     async with Store(tmp_path / "a.db") as store, exporting(store, receiver) as exporter:
         await store.write(samples)
         await exporter.wait_until(lambda s: s.sent == 10)
-        assert exporter.stats.failed == 20  # two failed attempts of the 10
+        assert exporter.stats.failed == 30  # three failed attempts of the 10
         assert exporter.delays[-1] == 0.2  # the receiver's Retry-After, not the backoff
-    assert [r.status for r in receiver.requests] == [503, 429, 200]
+    assert [r.status for r in receiver.requests] == [307, 503, 429, 200]
     assert len(receiver.points[(CPU[0], "1", CPU[1])]) == 10  # accepted once
 
 
@@ -306,5 +310,7 @@ async def test_agent_exports_and_shows_exporter_metrics(
     assert "infrawatch_export_backlog_samples" in families
     assert "infrawatch_export_lag_seconds" in families
     assert TOKEN not in "".join(agent.raw_lines) + agent.stderr
+    assert "Unclosed" not in agent.stderr
+    assert "was destroyed but it is pending" not in agent.stderr
     assert agent.named("export.flushed")[-1]["unsent"] == 0
     assert receiver.requests[0].headers["Authorization"] == TOKEN

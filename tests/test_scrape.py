@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from infrawatch.collectors.scrape import ACCEPT, USER_AGENT, ScrapeProducer
+from infrawatch.collectors.scrape import USER_AGENT, ScrapeProducer
 from infrawatch.collectors.scrape_config import ScrapeTarget
 from infrawatch.config import ConfigError, Settings, load, masked_value
 from infrawatch.detect.config import AnalysisConfig, default_threshold_rules
@@ -186,14 +186,20 @@ def _set_known_values(app: MetricsApp) -> None:
 async def test_known_values_over_openmetrics(gzip_body: bool) -> None:
     async with MetricsApp(gzip_body=gzip_body) as app:
         _set_known_values(app)
-        t = target(f"{app.base}/metrics", headers={"Authorization": SECRET})
+        t = target(
+            f"{app.base}/metrics",
+            headers={"Authorization": SECRET},
+            scrape_protocols=["OpenMetricsText1.0.0", "PrometheusText0.0.4"],
+        )
         async with ScrapeProducer(t) as producer:
             first = await producer.collect()
             second = await producer.collect()
             assert producer.last is not None
             assert producer.last.content_type.startswith("application/openmetrics-text")
     request = app.requests[-1]
-    assert request["Accept"] == ACCEPT
+    assert request["Accept"] == (
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.9,*/*;q=0.1"
+    )
     assert request["Accept-Encoding"] == "gzip"
     assert request["User-Agent"] == USER_AGENT == "infrawatch/0.1.0"
     assert request["Authorization"] == SECRET
@@ -205,6 +211,18 @@ async def test_known_values_over_openmetrics(gzip_body: bool) -> None:
     assert one(second, "app_latency_seconds.p50").value == pytest.approx(0.1)
     assert one(second, "app_latency_seconds.p90").value == pytest.approx(0.5)
     assert one(second, "app_latency_seconds.p99").value == pytest.approx(0.95)
+
+
+async def test_the_text_format_is_asked_for_by_default() -> None:
+    # prometheus-client answers OpenMetrics whenever Accept offers it; by default we don't.
+    async with MetricsApp() as app:
+        _set_known_values(app)
+        async with ScrapeProducer(target(f"{app.base}/metrics")) as producer:
+            samples = await producer.collect()
+            assert producer.last is not None
+            assert producer.last.content_type.startswith("text/plain")
+    assert app.requests[-1]["Accept"] == "text/plain;version=0.0.4,*/*;q=0.1"
+    assert one(samples, "app_queue_depth").value == 41.0
 
 
 async def test_a_text_format_target_gives_the_same_names() -> None:
@@ -304,7 +322,7 @@ async def test_check_lists_targets_and_scrape_tries_each_once(tmp_path: Path) ->
         assert app.scrapes == 1
         assert app.requests[0]["Authorization"] == SECRET
         good = re.search(
-            r"^  scrape good: ok in [\d.]+s: (\d+) samples \(OpenMetrics\), (.*)$", out, re.M
+            r"^  scrape good: ok in [\d.]+s: (\d+) samples \(text format\), (.*)$", out, re.M
         )
         assert good, out
         assert good.group(2) == (

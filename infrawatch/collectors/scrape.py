@@ -42,8 +42,6 @@ from infrawatch.runtime.stats import ScrapeStats
 
 log = get_logger("infrawatch.collectors.scrape")
 
-# What Prometheus sends: OpenMetrics first, the text format as the fallback.
-ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 USER_AGENT = f"infrawatch/{__version__}"
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -255,7 +253,7 @@ class ScrapeProducer:
 
     def _headers(self, url: URL) -> dict[str, str]:
         headers = {
-            "Accept": ACCEPT,
+            "Accept": self.target.accept,
             "Accept-Encoding": "gzip",
             "User-Agent": USER_AGENT,
             # As Prometheus sends it: an exporter may cut its own work short to answer in time.

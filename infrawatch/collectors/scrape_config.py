@@ -8,7 +8,7 @@ they carry bearer tokens, so they are SecretStr, masked by `config show` and nev
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from yarl import URL
@@ -25,6 +25,30 @@ _RESERVED_HEADERS = frozenset(
 )
 DEFAULT_TIMEOUT = 10.0
 MIB = 1024 * 1024
+
+# Prometheus' `scrape_protocols` names, and the media type each asks for in `Accept`.
+Protocol = Literal["PrometheusText0.0.4", "OpenMetricsText1.0.0", "OpenMetricsText0.0.1"]
+MEDIA_TYPES: dict[str, str] = {
+    "PrometheusText0.0.4": "text/plain;version=0.0.4",
+    "OpenMetricsText1.0.0": "application/openmetrics-text;version=1.0.0",
+    "OpenMetricsText0.0.1": "application/openmetrics-text;version=0.0.1",
+}
+# The text format only, by default: prometheus-client's OpenMetrics parser costs 7-8x the text
+# parser's CPU (docs/benchmarks.md), nothing OpenMetrics adds (exemplars, _created) is stored
+# here, and client libraries answer OpenMetrics whenever it is offered at all, whatever its q.
+# A target that speaks only OpenMetrics still answers through `*/*`, parsed by its Content-Type.
+DEFAULT_PROTOCOLS: tuple[Protocol, ...] = ("PrometheusText0.0.4",)
+
+
+def accept_header(protocols: list[Protocol]) -> str:
+    """`Accept` for `protocols` in order of preference, as Prometheus builds it (q 1, 0.5, …)."""
+    parts = []
+    for i, protocol in enumerate(protocols):
+        q = round(1.0 - i * 0.1, 1) if i else None
+        media = MEDIA_TYPES[protocol]
+        parts.append(media if q is None else f"{media};q={q:g}")
+    parts.append("*/*;q=0.1")
+    return ",".join(parts)
 
 
 def instance_of(url: str) -> str:
@@ -60,6 +84,10 @@ class ScrapeTarget(ConfigModel):
     max_series: int = Field(10_000, gt=0)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     max_body_bytes: int = Field(8 * MIB, gt=0)
+    # Offered in this order in `Accept` (Prometheus' setting of the same name).
+    scrape_protocols: list[Protocol] = Field(
+        default_factory=lambda: list(DEFAULT_PROTOCOLS), min_length=1
+    )
 
     @field_validator("url")
     @classmethod
@@ -119,6 +147,11 @@ class ScrapeTarget(ConfigModel):
         if self.timeout >= self.interval:
             raise ValueError("timeout must be shorter than interval")
         return self
+
+    @property
+    def accept(self) -> str:
+        """The `Accept` header this target is scraped with."""
+        return accept_header(self.scrape_protocols)
 
     @property
     def instance(self) -> str:

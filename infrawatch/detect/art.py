@@ -311,9 +311,16 @@ class ArtDetector(PerSeriesDetector[_AState]):
         super().__init__()
 
     def history_seconds(self) -> float:
-        """The learning period at fast sampling plus a day: a restart replays past learning."""
+        """The learning period (at 5-minute sampling or faster) plus a day, seconds: a restart
+        replays past the learning period, so a restored series is not learning again."""
         c = self.config
-        return c.learning_steps * c.step + 86400.0
+        longest = 0.0
+        for o in [None, *c.overrides]:
+            steps = o.learning_steps if o is not None and o.learning_steps else c.learning_steps
+            step = o.step if o is not None and o.step is not None else c.step
+            samples = o.step_samples if o is not None and o.step_samples else c.step_samples
+            longest = max(longest, steps * max(step, samples * 300.0))
+        return longest + 86400.0
 
     def categories(self, key: SeriesKey) -> int:
         """Number of categories learned for `key` (0 while learning or unknown)."""

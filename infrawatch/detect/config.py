@@ -168,9 +168,11 @@ class ZScoreConfig(_Model):
     # An anomaly resolves once |z| falls below threshold × resolve_ratio.
     resolve_ratio: float = Field(0.5, gt=0, le=1)
     # Confidence by history, as for novelty: z is scaled by min(1, n / confidence_samples,
-    # age / confidence). 0 = off.
-    confidence_samples: int = Field(2000, ge=0)
-    confidence: SecondsOrZero = 7 * 86400.0
+    # age / confidence), 0 = that part off. Z's windows are in time, so by default its
+    # confidence is too (3 windows). The restore replays `confidence` (+1 h) of raw history, so
+    # a restart does not make a series young again.
+    confidence_samples: int = Field(0, ge=0)
+    confidence: SecondsOrZero = 3 * 86400.0
     overrides: list[ZScoreOverride] = Field(default_factory=list)
     # Templates for every z-score alert (as a threshold rule's); {evidence.z}, {evidence.mean} …
     annotations: Annotations = Field(

@@ -184,7 +184,9 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             # Three time constants leave e^-3 ≈ 5 % of the weight to older samples; the seasonal
             # ring and the suppression blocks need one season and two blocks.
             need = max(need, 3.0 * window, (season if seasonal else 0.0) + 2.0 * suppress)
-        return need
+        confidence = max([c.confidence, *(o.confidence for o in c.overrides if o.confidence)])
+        # Restored history counts as history: replay enough that the series is not young again.
+        return max(need, confidence + 3600.0) if confidence > 0.0 else need
 
     def band(self, key: SeriesKey) -> tuple[float, float, str] | None:
         """(lower, upper, text): the values the level feature accepts now, mean ± threshold·σ

@@ -86,6 +86,16 @@ async def prune(store: Store, *, chunk: int = PRUNE_CHUNK) -> int:
 async def sync_export_log(store: Store, names: Sequence[str]) -> None:
     """Start-up: the log records writes iff exporters are configured; cursors of exporters no
     longer configured are dropped (their position is forgotten) and new ones start at the tail."""
+    if not names:
+        # The usual host-only start: nothing to undo means no write transaction at all.
+        async with store.db.execute(
+            "SELECT (SELECT count(*) FROM export_cursors) + (SELECT count(*) FROM sqlite_master"
+            " WHERE type = 'trigger' AND name IN (?, ?))",
+            _TRIGGERS,
+        ) as cur:
+            row = await cur.fetchone()
+        if row is not None and row[0] == 0:
+            return
     async with store.transaction() as db:
         async with db.execute("SELECT name, seq FROM export_cursors") as cur:
             known = {str(name): int(seq) for name, seq in await cur.fetchall()}

@@ -5,8 +5,9 @@ series in time order, sends one request, and moves the cursor past the rows once
 has answered for every one of them:
 
 - 2xx: sent (OTLP's `partial_success` count is recorded as rejected, with its message);
-- 429, 5xx, 408, timeouts and connection errors: the same rows are read again and retried after
-  a backoff with jitter (1 s doubling to 30 s), or after the receiver's `Retry-After`;
+- 429, 5xx, 408, redirects, timeouts and connection errors: the same rows are read again and
+  retried after a backoff with jitter (1 s doubling to 30 s), or after the receiver's
+  `Retry-After`;
 - any other 4xx: the rows are rejected and skipped, the receiver's reason logged. A 400 or 413
   splits the request in halves first (a bounded number of times), so one bad sample costs
   itself rather than the whole batch: Prometheus refuses a whole request for one sample.
@@ -581,9 +582,12 @@ class Exporter:
                 rejected, message = 0, ""
             count = sum(len(points) for _, _, points in groups)
             return Reply("ok", status, reason(message.encode()), rejected=min(rejected, count))
-        if status == 429 or status == 408 or status >= 500:
-            return Reply("retry", status, reason(answer), retry_after=retry_after)
-        return Reply("reject", status, reason(answer))
+        if 400 <= status < 500 and status not in (408, 429):
+            return Reply("reject", status, reason(answer))
+        # 5xx, 408, 429, and a redirect (not followed: a POST body would be lost or re-sent
+        # elsewhere): kept and retried, so a misconfigured URL builds a visible backlog instead
+        # of discarding every sample.
+        return Reply("retry", status, reason(answer), retry_after=retry_after)
 
     def _redact(self, text: str) -> str:
         # aiohttp names host:port only, but an invalid-URL error quotes the URL, whose query may
