@@ -1,6 +1,12 @@
 """Detector throughput and memory per series.
 
 Usage: python bench/detect_throughput.py [--series 100000] [--rounds 5] [--detectors NAMES]
+       [--warmup N --warmup-step SECONDS] [--mem-steps 300]
+
+The default set is `--detectors threshold,zscore,novelty,art`. The adaptive-resonance detector
+learns for 107 steps of the longer of 7 samples and 30 minutes: `--warmup 800 --warmup-step 300`
+takes it past learning (at 5-minute sampling) before the timed 10 s rounds, and `--rounds 400`
+makes the timed part include its step closes (one per 181 samples at 10 s) in proportion.
 
 Builds the default detectors, feeds one sample per series per round (10 s apart; 10 % of the
 series are host utilizations the default threshold rules match), and prints steady-state
@@ -46,6 +52,8 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=int, default=0, help="untimed rounds first (novelty scores after 300)"
     )
+    parser.add_argument("--warmup-step", type=float, default=10.0, help="seconds between them")
+    parser.add_argument("--mem-steps", type=int, default=300, help="5-minute steps for memory")
     args = parser.parse_args()
     wanted = set(args.detectors.split(","))
     keys = series_keys(args.series)
@@ -68,11 +76,11 @@ def main() -> int:
     first = time.perf_counter() - started
     for w in range(args.warmup):
         for name, labels in keys:
-            sample = Sample(name, rng.random(), t0 + 10.0 * (w + 1), labels)
+            sample = Sample(name, rng.random(), t0 + args.warmup_step * (w + 1), labels)
             for d in detectors:
                 d.observe(sample)
     # The timed rounds follow the warm-up in time.
-    t_shift = 10.0 * args.warmup
+    t_shift = args.warmup_step * args.warmup
     rounds = [
         [Sample(s.name, s.value, s.ts + t_shift, s.labels) for s in batch] for batch in rounds
     ]
@@ -96,7 +104,7 @@ def main() -> int:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     mem_detectors = [d for d in build_detectors(AnalysisConfig()) if d.name in wanted]
-    for step in range(300):
+    for step in range(args.mem_steps):
         for name, labels in mem_keys:
             sample = Sample(name, rng.random(), t0 + 300.0 * step, labels)
             for d in mem_detectors:

@@ -131,9 +131,7 @@ def replay(config: AnalysisConfig, series: Sequence[Series]) -> tuple[Counter[st
     """Feed every series (interleaved in time) through fresh detectors; firing counts per
     detector and the days covered per series (mean)."""
     detectors = build_detectors(config)
-    samples = [
-        (ts, name, labels, value) for name, labels, rows in series for ts, value in rows
-    ]
+    samples = [(ts, name, labels, value) for name, labels, rows in series for ts, value in rows]
     samples.sort(key=lambda s: s[0])
     fired: Counter[str] = Counter()
     for ts, name, labels, value in samples:
@@ -169,9 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             total = sum(fired.values())
             rate = 100.0 * total / len(series) / max(days, 1e-9)
             detail = ", ".join(f"{k} {v}" for k, v in sorted(fired.items())) or "none"
-            print(
-                f"{source:45s} {label:32s} {rate:6.1f} alerts/100 series/day  ({detail})"
-            )
+            print(f"{source:45s} {label:32s} {rate:6.1f} alerts/100 series/day  ({detail})")
     return 0
 
 

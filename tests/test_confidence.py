@@ -1,4 +1,4 @@
-"""Confidence by history: a young series' evidence is scaled and says so; restored history counts."""
+"""Confidence by history: young series' evidence is scaled and says so; restored history counts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ STEP = 300.0
 OFF = {"confidence_samples": 0, "confidence": 0}
 
 
+def novelty(**settings: object) -> NoveltyDetector:
+    """A novelty detector on the value feature alone."""
+    return NoveltyDetector(
+        NoveltyConfig.model_validate({"seasonal": False, "median_weight": 0, **settings})
+    )
+
+
 def firing(changes: list) -> list[int]:  # type: ignore[type-arg]
     """Indices of firing changes."""
     return [i for i, a in changes if a.status == "firing"]
@@ -35,10 +42,8 @@ def test_confidence_needs_both_samples_and_time() -> None:
 def test_a_young_series_novelty_evidence_is_scaled_and_says_so() -> None:
     values = uniform(400)  # 400 samples at 5 min: 20 % of 2000 samples, 19.8 % of 7 days
     values.append(11.2)  # 10 % of the [9, 11] range beyond it
-    young = feed(NoveltyDetector(NoveltyConfig(seasonal=False, median_weight=0)), values)
-    mature = feed(
-        NoveltyDetector(NoveltyConfig(seasonal=False, median_weight=0, **OFF)), values
-    )
+    young = feed(novelty(), values)
+    mature = feed(novelty(**OFF), values)
     assert firing(mature) == [400]
     # 0.1 × 0.198 = 0.0198: still above the threshold 0.015, but scaled, and the alert says so.
     assert firing(young) == [400]
@@ -49,10 +54,8 @@ def test_a_young_series_novelty_evidence_is_scaled_and_says_so() -> None:
     assert "young" not in mature[0][1].evidence
     # A smaller excursion (5 % of the range) fires on a mature series only.
     values[-1] = 11.1
-    assert firing(feed(NoveltyDetector(NoveltyConfig(seasonal=False, median_weight=0)), values)) == []
-    assert firing(
-        feed(NoveltyDetector(NoveltyConfig(seasonal=False, median_weight=0, **OFF)), values)
-    ) == [400]
+    assert firing(feed(novelty(), values)) == []
+    assert firing(feed(novelty(**OFF), values)) == [400]
 
 
 def test_fast_sampling_is_young_by_time_not_by_sample_count() -> None:

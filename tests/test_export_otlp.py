@@ -226,16 +226,24 @@ async def test_samples_past_retention_are_counted_and_logged_as_lost(
     tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
     now = time.time()
+    await receiver.stop()  # away for longer than the retention
     with captured_logs("info") as logs:
         async with (
             Store(tmp_path / "a.db") as store,
             exporting(store, receiver, retention=60.0) as exporter,
         ):
             await store.write(series(*CPU, 4, now - 120) + series(*MEM, 3, now - 1))
-            await exporter.wait_until(lambda s: s.sent + s.lost == 7)
-            assert (exporter.stats.sent, exporter.stats.lost) == (3, 4)
+            # While the receiver is still down, what aged out is counted and leaves the log
+            # (a second failed attempt of the 3 others means the first one's bookkeeping is done).
+            await exporter.wait_until(lambda s: s.lost == 4 and s.failed >= 6)
+            async with store.db.execute("SELECT count(*) FROM export_log") as cur:
+                assert await cur.fetchone() == (4,)  # the 3 to send and the one the cursor is on
+            await receiver.start()
+            await exporter.wait_until(lambda s: s.sent == 3)
+            assert exporter.stats.lost == 4
     (event,) = logs.named("export.samples_lost")
-    assert event["samples"] == 4
+    assert (event["samples"], event["total_lost"]) == (4, 4)
+    assert list(receiver.points) == [(MEM[0], "By", MEM[1])]
 
 
 async def test_huge_backlog_drains_in_batches_with_bounded_memory(

@@ -115,6 +115,8 @@ async def test_sighup_with_an_invalid_file_keeps_the_old_config(
 
 def test_changed_paths_lists_leaves() -> None:
     old = Settings()
-    new = Settings(host={"interval": 5, "per_cpu": False}, logging={"level": "debug"})
+    new = Settings.model_validate(
+        {"host": {"interval": 5, "per_cpu": False}, "logging": {"level": "debug"}}
+    )
     assert sorted(changed_paths(old, new)) == ["host.interval", "host.per_cpu", "logging.level"]
     assert list(changed_paths(old, Settings())) == []

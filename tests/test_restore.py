@@ -160,7 +160,9 @@ async def test_threshold_firing_in_the_hysteresis_band_survives_a_restart(tmp_pa
     # far longer than the rule's replay window (for + keep_firing_for = 60 s).
     rule = {"name": "mem_high", "metric": "system.memory.utilization", "op": ">",
             "warning": 0.9, "resolve": 0.8, "keep_firing_for": 60}  # fmt: skip
-    config = AnalysisConfig(threshold=[rule], zscore={"enabled": False}, novelty={"enabled": False})
+    config = AnalysisConfig.model_validate(
+        {"threshold": [rule], "zscore": {"enabled": False}, "novelty": {"enabled": False}}
+    )
     history = [Sample("system.memory.utilization", 0.95, START)]
     history += [Sample("system.memory.utilization", 0.85, START + 60 * i) for i in range(1, 121)]
     end = history[-1].ts
@@ -205,7 +207,9 @@ async def test_a_rule_added_over_history_that_already_meets_it_fires_on_the_firs
     history = [Sample("system.memory.utilization", 0.95, START + 60 * i) for i in range(20)]
     rule = {"name": "mem_high", "metric": "system.memory.utilization", "op": ">",
             "warning": 0.9, "for": 300}  # fmt: skip
-    config = AnalysisConfig(threshold=[rule], zscore={"enabled": False}, novelty={"enabled": False})
+    config = AnalysisConfig.model_validate(
+        {"threshold": [rule], "zscore": {"enabled": False}, "novelty": {"enabled": False}}
+    )
     async with Store(tmp_path / "r.db") as store:
         await store.write(history)
         detector = build_detectors(config)[0]

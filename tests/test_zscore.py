@@ -126,7 +126,7 @@ def test_overrides_by_glob_change_or_disable_series() -> None:
                 "overrides": [
                     {"metric": "quiet.*", "enabled": False},
                     {"metric": "loud", "threshold": 50},
-                ]
+                ],
             }
         }
     ).zscore

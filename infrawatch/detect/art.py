@@ -18,8 +18,9 @@ detector): a dual-vigilance fuzzy ART (complement-coded) over per-step feature v
   same cluster; below the lower one: a new cluster, the only event that scores, by how far below
   vigilance the best match was. Vigilance adapts to the running match statistics, and events
   within 12 steps of the last one are masked unless clearly worse.
-- Memory: at most `max_categories` categories (32 lanes packed in one int, ~100 bytes); past the cap, a new category
-  replaces the least recently resonating one (eviction, O(categories) only when it happens).
+- Memory: at most `max_categories` categories (32 lanes packed in one int, ~100 bytes);
+  past the cap, a new category replaces the least recently resonating one (eviction,
+  O(categories) only when it happens).
 
 After the learning period the learning steps are trained in order (after a throwaway pass that
 sets the initial vigilance to the mean match of its second half). Cost: O(categories) per step,
@@ -275,7 +276,9 @@ class _AState:
         self.art: _Art | None = None
         half = p.learning_steps // 2 + 1
         self.sims: deque[float] = deque([1.0] * half, maxlen=half)
-        self.sim_diff: deque[float] = deque([0.0] * (p.learning_steps + 1), maxlen=p.learning_steps + 1)
+        self.sim_diff: deque[float] = deque(
+            [0.0] * (p.learning_steps + 1), maxlen=p.learning_steps + 1
+        )
         self.rho_mean_sum = 0.0
         self.rho_mean_n = 0
         self.events_sum = 0.0  # sum and count of the events' matches (vigilance floor)
@@ -359,10 +362,12 @@ class ArtDetector(PerSeriesDetector[_AState]):
                 st.raw_lo = x
             if x > st.raw_hi:
                 st.raw_hi = x
-        raw = 0.0
-        if st.st_n >= p.step_samples and ts - st.st_start >= p.step_seconds:
-            raw = self._step(st)
-        return self._decide(key, sample, st, raw)
+        if st.st_n < p.step_samples or ts - st.st_start < p.step_seconds:
+            # Mid-step (180 of 181 samples at 10 s): nothing to score, and the match, which
+            # decides resolving, only changes at a step's end.
+            st.score = 0.0
+            return []
+        return self._decide(key, sample, st, self._step(st))
 
     def _step(self, st: _AState) -> float:
         """Close the step; return the ART score of the step (0 unless a new cluster)."""

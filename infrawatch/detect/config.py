@@ -261,7 +261,7 @@ class ArtConfig(_Model):
     step: SecondsOrZero = 1800.0
     learning_steps: int = Field(107, ge=16, le=10_000)
     range_margin: float = Field(0.75, ge=0)
-    max_categories: int = Field(128, ge=2, le=10_000)
+    max_categories: int = Field(64, ge=2, le=10_000)
     # Used only when range novelty is off (otherwise ART shares novelty's refractory period).
     refractory: SecondsOrZero = 6 * 3600.0
     refractory_samples: int = Field(72, ge=1)

@@ -282,8 +282,11 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
         by_ts = {b.ts: b for b in history}
         seen_lo, seen_hi = math.inf, -math.inf
         value, median, change = st.ranges
-        if history and history[0].ts < st.born:
-            st.born = history[0].ts  # restored history counts as history: not young again
+        # Restored history counts as history (not young again). The oldest sample lies somewhere
+        # in the first bucket: its end is a lower bound on the age, so seeding never makes a
+        # series more confident (and its scores higher) than a replay would.
+        if history and history[0].ts + width < st.born:
+            st.born = history[0].ts + width
         for b in history:
             end = b.ts + width
             value.add_span(b.min, b.max, b.count, b.ts, end, p)

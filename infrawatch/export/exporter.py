@@ -55,7 +55,10 @@ USER_AGENT = f"infrawatch/{__version__}"
 INITIAL_DELAY = 1.0  # seconds before the first retry
 MAX_DELAY = 30.0  # seconds: the longest backoff step, so a receiver that is back is seen soon
 MAX_RETRY_AFTER = 600.0  # seconds: a longer Retry-After is taken as this
-POLL_INTERVAL = 5.0  # seconds between looks for rows written without a notification
+# Seconds between looks for rows written without a notification (the store wakes exporters
+# after every write; this is the safety net, so it can be long).
+POLL_INTERVAL = 30.0
+MEASURE_WHILE_DOWN = 5.0  # seconds between backlog/lag updates while waiting to retry
 PERSIST_INTERVAL = 1.0  # seconds between cursor writes while sending (a crash re-sends ≤ this)
 MEASURE_INTERVAL = 1.0  # seconds between backlog/lag measurements
 SPLIT_BUDGET = 16  # extra requests one batch may spend isolating the samples a receiver refuses
@@ -72,16 +75,16 @@ class Encoder(Protocol):
     ordered: bool  # the receiver refuses a sample older than its series' last one
     headers: Mapping[str, str]  # content type and encoding of the body
 
-    def points(self, rows: Sequence[Row]) -> Points:
-        """(stamp in the protocol's time unit, value) of each row."""
+    def stamp(self, ts: float) -> int:
+        """A stored timestamp (epoch s) in the protocol's time unit."""
         ...
 
     def prepare(self, name: str, labels: Labels) -> Any:
         """The per-series part of the request, built once per series."""
         ...
 
-    def encode(self, groups: Sequence[tuple[Any, Sequence[tuple[int, float]]]]) -> bytes:
-        """The (compressed) body for these (series, [(stamp, value)]) groups."""
+    def encode(self, groups: Sequence[tuple[Any, Sequence[Row]]]) -> bytes:
+        """The (compressed) body for these (series, rows in time order) groups."""
         ...
 
     def accepted(self, body: bytes) -> tuple[int, str]:
@@ -117,7 +120,9 @@ class Reply:
     rejected: int = 0  # of an ok: samples refused anyway (OTLP partial success)
 
 
-Points = list[tuple[int, float]]  # (stamp in the protocol's unit, value), in time order
+# A series' rows to send, in time order: the rows as read (no per-sample copies), converted to
+# the protocol's units by the encoder as it writes them.
+Points = list[Row]
 Group = tuple[int, Any, Points]  # series id, prepared series, its points
 
 
@@ -190,22 +195,18 @@ _TS = operator.itemgetter(2)  # of a Row
 
 
 def _in_order(points: Points) -> Points:
-    """`points` sorted by stamp, keeping the last-written value of a repeated stamp."""
-    stamps = [p[0] for p in points]
-    if all(map(operator.lt, stamps, stamps[1:])):
+    """`points` sorted by time, keeping the last-written value of a repeated timestamp."""
+    times = list(map(_TS, points))
+    if all(map(operator.lt, times, times[1:])):
         return points  # the usual case: a series' rows arrive in time order
-    points.sort(key=_stamp)  # stable: equal stamps stay in the order written
+    points.sort(key=_TS)  # stable: equal timestamps stay in the order written
     out: Points = []
     for point in points:
-        if out and out[-1][0] == point[0]:
+        if out and out[-1][2] == point[2]:
             out[-1] = point
         else:
             out.append(point)
     return out
-
-
-def _stamp(point: tuple[int, float]) -> int:
-    return point[0]
 
 
 class Exporter:
@@ -246,6 +247,7 @@ class Exporter:
         self._persisted_at = 0.0  # monotonic s
         self._measured_at = 0.0  # monotonic s
         self._errors = 0  # consecutive unexpected errors (database busy …)
+        self._loss_events = 0  # reads in a row that found samples past the retention
         self._log_counts: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -377,9 +379,13 @@ class Exporter:
     async def _read(self) -> Batch | None:
         """The next rows after the cursor as a batch; None when there are none."""
         encoder = self._encoder
-        rows = await self.cursor.read(self.cfg.batch_samples)
-        if not rows:
-            return None
+        while True:
+            rows = await self.cursor.read(self.cfg.batch_samples)
+            if not rows:
+                return None
+            rows = await self._skip_expired_head(rows)
+            if rows:
+                break
         # Per series, in commit order; the rows themselves, no copies (this loop is the hot path).
         by_series: dict[int, list[Row]] = {}
         for row in rows:
@@ -407,18 +413,52 @@ class Exporter:
                 if not kept:
                     continue
                 group = kept
-            points = encoder.points(group)
-            if len(points) > 1:
-                points = _in_order(points)
+            points = _in_order(group) if len(group) > 1 else group
             if last_sent is not None:
                 last = last_sent.get(sid)
-                if last is not None and points[0][0] <= last[0]:
+                if last is not None and encoder.stamp(points[0][2]) <= last[0]:
                     points = self._after_last_sent(points, last, batch)
                     if not points:
                         continue
             batch.groups.append((sid, prep, points))
             batch.samples += len(points)
         return batch
+
+    async def _skip_expired_head(self, rows: list[Row]) -> list[Row]:
+        """Move past the leading rows older than the retention (counted lost) and return the
+        rest. While a receiver is down, the backlog's head is what ages out first: skipping it
+        keeps the log within the retention however long the outage."""
+        cutoff = self.clock() - self.retention
+        head = 0
+        while head < len(rows) and rows[head][2] < cutoff:
+            head += 1
+        if not head:
+            return rows
+        expired = rows[:head]
+        await self._learn_series({row[1] for row in expired})
+        # Rows of series this exporter does not export were never going to be sent.
+        lost = sum(1 for row in expired if self._series.get(row[1], _GONE) is not None)
+        self.cursor.position = expired[-1][0]
+        self._count_lost(lost)
+        return rows[head:]
+
+    def _count_lost(self, lost: int) -> None:
+        if not lost:
+            self._loss_events = 0
+            return
+        self.stats.lost += lost
+        self._loss_events += 1
+        # A long outage loses a little more at every retry: the 1st, 2nd, 4th … loss of a
+        # streak is logged, each with the running total, so none goes unsaid.
+        if at_doubling(self._loss_events):
+            log.error(
+                "export.samples_lost",
+                exporter=self.cfg.name,
+                samples=lost,
+                total_lost=self.stats.lost,
+                retention=self.retention,
+                occurrences=self._loss_events,
+            )
 
     async def _learn_series(self, ids: Iterable[int]) -> None:
         encoder = self._encoder
@@ -437,14 +477,15 @@ class Exporter:
             matched = not self.cfg.match or any(fnmatchcase(name, g) for g in self.cfg.match)
             self._series[sid] = encoder.prepare(name, labels) if matched else None
 
-    @staticmethod
-    def _after_last_sent(points: Points, last: tuple[int, float], batch: Batch) -> Points:
+    def _after_last_sent(self, points: Points, last: tuple[int, float], batch: Batch) -> Points:
         """Drop what an ordered receiver would refuse: samples at or before its last one."""
+        stamp = self._encoder.stamp
         kept: Points = []
         for point in points:
-            if point[0] > last[0]:
+            at = stamp(point[2])
+            if at > last[0]:
                 kept.append(point)
-            elif point != last:  # an identical re-send is a harmless duplicate, not an error
+            elif (at, point[3]) != last:  # an identical re-send is a harmless duplicate
                 batch.out_of_order += 1
         return kept
 
@@ -470,8 +511,10 @@ class Exporter:
                         samples=count,
                         message=reply.detail,
                     )
-                for sid, _, points in groups:
-                    batch.accepted_until[sid] = points[-1]
+                if self._encoder.ordered:
+                    stamp = self._encoder.stamp
+                    for sid, _, points in groups:
+                        batch.accepted_until[sid] = (stamp(points[-1][2]), points[-1][3])
                 continue
             if reply.status in _SPLITTABLE and count > 1 and budget >= 2:
                 budget -= 2
@@ -496,17 +539,7 @@ class Exporter:
                 hint="older than what the receiver has for their series (late or rewritten "
                 "points): remote-write refuses them",
             )
-        if batch.lost:
-            stats.lost += batch.lost
-            # Every loss is logged: it only happens after a receiver outage longer than
-            # storage.retention, a few batches at a time.
-            log.error(
-                "export.samples_lost",
-                exporter=self.cfg.name,
-                samples=batch.lost,
-                total_lost=stats.lost,
-                retention=self.retention,
-            )
+        self._count_lost(batch.lost)
         if self.encoder is not None and self.encoder.ordered:
             self._last_sent.update(batch.accepted_until)
             if len(self._last_sent) > 4 * len(self._series) + 10_000:
@@ -542,11 +575,13 @@ class Exporter:
                 delay=round(delay, 3),
                 backlog=self.stats.backlog,
             )
+        # What was skipped as too old is pruned from the log even while the receiver is away.
+        await self._persist()
         await self._notify()
         # The backlog and lag keep growing while the receiver is away: keep measuring them.
         until = time.monotonic() + delay
         while (left := until - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, POLL_INTERVAL))
+            await asyncio.sleep(min(left, MEASURE_WHILE_DOWN))
             with contextlib.suppress(Exception):
                 await self._measure(force=True)
 
@@ -598,6 +633,8 @@ class Exporter:
 
     async def _persist(self, *, force: bool = False) -> None:
         now = time.monotonic()
+        if self.cursor.position == self.cursor.persisted:
+            return  # nothing new: the interval counts from the last real write
         if not force and now - self._persisted_at < PERSIST_INTERVAL:
             return
         try:

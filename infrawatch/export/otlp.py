@@ -96,17 +96,20 @@ class OtlpEncoder:
         self.resource = Resource(attributes=[_attribute(k, v) for k, v in attributes.items()])
 
     @staticmethod
-    def points(rows: Sequence[tuple[int, int, float, float]]) -> list[tuple[int, float]]:
-        """(nanoseconds since the epoch, value) of each (seq, series, ts, value) row; the
-        stored float holds microseconds faithfully, so that is the precision sent."""
-        return [(round(ts * 1_000_000) * 1000, value) for _, _, ts, value in rows]
+    def stamp(ts: float) -> int:
+        """Nanoseconds since the epoch; the stored float holds microseconds faithfully, so that
+        is the precision sent."""
+        return round(ts * 1_000_000) * 1000
 
     def prepare(self, name: str, labels: Labels) -> Any:
         """The per-series part of every data point (cached by the exporter)."""
         return _Series(name, labels)
 
-    def encode(self, groups: Sequence[tuple[Any, Sequence[tuple[int, float]]]]) -> bytes:
-        """One request body: each (series, [(time ns, value)]) as gauge points, gzip'd."""
+    def encode(
+        self, groups: Sequence[tuple[Any, Sequence[tuple[int, int, float, float]]]]
+    ) -> bytes:
+        """One request body: each (series, [(seq, series, ts, value)]) as gauge points with
+        nanosecond timestamps, gzip'd."""
         request = ExportMetricsServiceRequest()
         resource_metrics = request.resource_metrics.add()
         resource_metrics.resource.CopyFrom(self.resource)
@@ -121,10 +124,10 @@ class OtlpEncoder:
                 metric = metrics[key] = scope.metrics.add(name=series.name, unit=series.unit)
             data_points = metric.gauge.data_points
             template = series.template
-            for stamp, value in points:
+            for _, _, ts, value in points:
                 point = data_points.add()
                 point.CopyFrom(template)  # the attributes, copied in C
-                point.time_unix_nano = stamp
+                point.time_unix_nano = round(ts * 1_000_000) * 1000
                 point.as_double = value
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip framing
         return compressor.compress(request.SerializeToString()) + compressor.flush()

@@ -95,24 +95,27 @@ class RemoteWriteEncoder:
         self.external = {k: v for k, v in external_labels.items() if v}
 
     @staticmethod
-    def points(rows: Sequence[tuple[int, int, float, float]]) -> list[tuple[int, float]]:
-        """(milliseconds since the epoch, value) of each (seq, series, ts, value) row."""
-        return [(round(ts * 1000), value) for _, _, ts, value in rows]
+    def stamp(ts: float) -> int:
+        """Milliseconds since the epoch (remote-write's resolution)."""
+        return round(ts * 1000)
 
     def prepare(self, name: str, labels: Labels) -> Any:
         """The series' TimeSeries with its labels, serialized once (cached by the exporter)."""
         pairs = series_labels(name, labels, self.external)
         return TimeSeries(labels=[Label(name=k, value=v) for k, v in pairs]).SerializeToString()
 
-    def encode(self, groups: Sequence[tuple[Any, Sequence[tuple[int, float]]]]) -> bytes:
-        """One request body: each (labels, [(time ms, value)]) as a TimeSeries, snappy'd."""
+    def encode(
+        self, groups: Sequence[tuple[Any, Sequence[tuple[int, int, float, float]]]]
+    ) -> bytes:
+        """One request body: each (labels, [(seq, series, ts, value)]) as a TimeSeries with
+        millisecond timestamps, snappy'd."""
         request = WriteRequest()
         for labels, points in groups:
             series = request.timeseries.add()
             series.MergeFromString(labels)  # parsing the labels in C beats building them
             samples = series.samples
-            for stamp, value in points:
-                samples.add(value=value, timestamp=stamp)
+            for _, _, ts, value in points:
+                samples.add(value=value, timestamp=round(ts * 1000))
         return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 
     @staticmethod
