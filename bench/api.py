@@ -46,7 +46,8 @@ from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats
 from infrawatch.storage.retention import maintain
 from infrawatch.storage.store import Store, labels_json
-from infrawatch.web.api import AlertEntry, api_routes
+from infrawatch.web.api import api_routes
+from infrawatch.web.api_source import AlertEntry
 
 NOW = 1_800_000_000.0  # an hour boundary
 DAY = 86400

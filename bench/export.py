@@ -32,7 +32,8 @@ from aiohttp import web
 
 from infrawatch.export.config import ExportConfig
 from infrawatch.export.cursor import sync_export_log
-from infrawatch.export.exporter import Exporter, ExportService
+from infrawatch.export.exporter import Exporter
+from infrawatch.export.service import ExportService
 from infrawatch.logging import configure
 from infrawatch.model import Sample, make_labels
 from infrawatch.runtime.stats import AgentStats, ExporterStats

@@ -22,7 +22,8 @@ from types import SimpleNamespace
 
 from infrawatch.cli.query import run_command
 from infrawatch.model import Sample
-from infrawatch.storage.read import open_readonly, samples
+from infrawatch.storage.points import samples
+from infrawatch.storage.read import open_readonly
 from infrawatch.storage.rollup import catch_up
 from infrawatch.storage.store import MIGRATIONS, Store
 

@@ -26,6 +26,21 @@ def write_config(tmp_path: Path, text: str, *, name: str = "infrawatch.toml") ->
     return path
 
 
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    """`python -m infrawatch ARGS` to completion: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infrawatch",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 class AgentProcess:
     """`python -m infrawatch run` with a config; collects stdout events and stderr text."""
 

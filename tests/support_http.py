@@ -22,7 +22,8 @@ from infrawatch.runtime.producer import BaseProducer, Producer
 from infrawatch.runtime.queue import BatchQueue
 from infrawatch.runtime.stats import AgentStats
 from infrawatch.runtime.status import StatusView
-from infrawatch.web.server import HttpLimits, HttpServer
+from infrawatch.web.connection import HttpLimits
+from infrawatch.web.server import HttpServer
 
 
 def free_port() -> int:
@@ -30,6 +31,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM a helper process (a receiver, an exporter), then SIGKILL it after `timeout` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def settings(tmp_path: Path, **sections: Any) -> Settings:
@@ -172,12 +183,7 @@ class PrometheusServer:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
 

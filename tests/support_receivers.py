@@ -320,3 +320,36 @@ class OutageReceiver(Receiver):
     def alertnames(self) -> list[str]:
         """The first alert's `alertname` of every accepted notification, in arrival order."""
         return [r.json["alerts"][0]["labels"]["alertname"] for r in self.accepted()]
+
+
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def always_firing_toml(hook_url: str, *, agent: str = "", alerting: str = "") -> str:
+    """Config text with one threshold rule that fires on the first host sample and keeps firing
+    (memory utilization is always ≥ 0, sampled every 0.5 s), notifying a webhook at `hook_url`
+    signed with WEBHOOK_SECRET. `agent` and `alerting` are extra lines for those tables."""
+    return f"""
+[agent]
+{agent}
+[host]
+interval = 0.5
+metrics = ["memory"]
+[analysis.zscore]
+enabled = false
+[analysis.novelty]
+enabled = false
+[[analysis.threshold]]
+name = "memory_in_use"
+metric = "system.memory.utilization"
+op = ">="
+critical = 0.0
+[alerting]
+group_wait = 0
+{alerting}
+[[alerting.sinks]]
+name = "hook"
+type = "webhook"
+url = "{hook_url}"
+secret = "{WEBHOOK_SECRET}"
+"""

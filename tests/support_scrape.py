@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from infrawatch.config import Settings
-from tests.support_http import free_port
+from tests.support_http import free_port, stop_process
 
 BUCKETS = (0.1, 0.5, 1.0)  # seconds; the known app's histogram (and +Inf)
 MANY = 100_000  # series of the cardinality-bomb target
@@ -68,12 +68,7 @@ class NodeExporter:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 @functools.cache
@@ -294,7 +289,8 @@ async def fetch_metrics(url: str) -> str:
 
 
 async def promtool_check(text: str) -> str:
-    """`promtool check metrics` output for an exposition (empty when it is clean)."""
+    """`promtool check metrics` output for an exposition (empty when it is clean and promtool
+    exits 0)."""
     check = await asyncio.create_subprocess_exec(
         "promtool",
         "check",
@@ -304,7 +300,9 @@ async def promtool_check(text: str) -> str:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await check.communicate(text.encode())
-    return (out + err).decode().strip()
+    output = (out + err).decode().strip()
+    # Empty only when promtool exited 0 too: a crash with no output is not a clean check.
+    return output if check.returncode == 0 else f"promtool exited {check.returncode}: {output}"
 
 
 def scrape_toml(name: str, url: str, **fields: Any) -> str:

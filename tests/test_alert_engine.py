@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from infrawatch.alerting.config import AlertingConfig
-from infrawatch.alerting.engine import Engine, Notification
+from infrawatch.alerting.engine import Engine
 from infrawatch.alerting.fingerprint import alert_labels, fingerprint
 from infrawatch.alerting.matchers import parse_matcher
+from infrawatch.alerting.records import Notification
 from infrawatch.config import ConfigError, load
 from infrawatch.model import Anomaly, Severity, make_labels
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from infrawatch.alerting.config import AlertingConfig
-from infrawatch.alerting.engine import AlertRecord, Engine
+from infrawatch.alerting.engine import Engine
 from infrawatch.alerting.fingerprint import (
     alert_labels,
     fingerprint,
@@ -20,6 +20,7 @@ from infrawatch.alerting.fingerprint import (
     series_of_alert,
 )
 from infrawatch.alerting.outbox import Outbox
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.alerting.service import AlertService, detector_probe
 from infrawatch.detect import build_detectors
 from infrawatch.detect.base import Detector

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infrawatch.alerting.engine import AlertRecord
 from infrawatch.alerting.outbox import Outbox
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.storage.store import Store
 
 

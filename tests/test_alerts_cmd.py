@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infrawatch.alerting.engine import AlertRecord
 from infrawatch.alerting.outbox import Outbox, OutboxItem
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.cli.main import main
 from infrawatch.storage.store import Store
 

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from infrawatch.alerting.annotations import check_template, render
 from infrawatch.alerting.config import AlertingConfig
-from infrawatch.alerting.engine import Engine, annotations_for
+from infrawatch.alerting.engine import Engine
+from infrawatch.alerting.records import annotations_for
 from infrawatch.alerting.render import (
     DISCORD_FIELD_VALUE,
     render_discord,

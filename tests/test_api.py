@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from infrawatch.alerting.engine import AlertRecord
 from infrawatch.alerting.outbox import Outbox
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.config import StorageConfig
 from infrawatch.detect.base import Detector
 from infrawatch.detect.config import NoveltyConfig, ThresholdRule, ZScoreConfig
@@ -28,7 +28,8 @@ from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats, ProducerStats, SinkStats
 from infrawatch.storage.retention import maintain
 from infrawatch.storage.store import Store
-from infrawatch.web.api import AlertEntry, api_routes
+from infrawatch.web.api import api_routes
+from infrawatch.web.api_source import AlertEntry
 from tests.support_history import EVIL, key
 
 NOW = 1_800_000_000.0  # an hour boundary

@@ -13,43 +13,12 @@ from pathlib import Path
 import aiohttp
 
 from tests.agentproc import AgentProcess, write_config
-from tests.support_receivers import SignedWebhookReceiver
-
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+from tests.support_receivers import WEBHOOK_SECRET, SignedWebhookReceiver, always_firing_toml
 
 
 def _config(tmp_path: Path, hook_url: str) -> Path:
-    # Memory utilization is always ≥ 0, so this rule fires on the first sample.
-    return write_config(
-        tmp_path,
-        f"""
-[host]
-interval = 0.5
-metrics = ["memory"]
-
-[analysis.zscore]
-enabled = false
-[analysis.novelty]
-enabled = false
-[[analysis.threshold]]
-name = "memory_in_use"
-metric = "system.memory.utilization"
-op = ">="
-critical = 0.0
-
-[alerting]
-group_wait = 0
-[[alerting.sinks]]
-name = "hook"
-type = "webhook"
-url = "{hook_url}"
-secret = "{SECRET}"
-
-[http]
-enabled = true
-listen = "127.0.0.1:0"
-""",
-    )
+    http = '\n[http]\nenabled = true\nlisten = "127.0.0.1:0"\n'
+    return write_config(tmp_path, always_firing_toml(hook_url) + http)
 
 
 def _query(db: Path, *args: str) -> list[dict[str, object]]:
@@ -65,7 +34,7 @@ def _query(db: Path, *args: str) -> list[dict[str, object]]:
 
 
 async def test_anomaly_flows_to_webhook_metrics_and_query(tmp_path: Path) -> None:
-    hook = SignedWebhookReceiver(SECRET)
+    hook = SignedWebhookReceiver(WEBHOOK_SECRET)
     await hook.start()
     agent = await AgentProcess(_config(tmp_path, hook.url)).start()
     try:
@@ -102,14 +71,14 @@ async def test_anomaly_flows_to_webhook_metrics_and_query(tmp_path: Path) -> Non
     assert (state["state"], state["severity"]) == ("firing", "critical")
     assert [a["alertname"] for a in alerts] == ["memory_in_use"]
     # The webhook URL and its secret are never written to stdout, stderr or the database.
-    for secret in (SECRET, hook.url):
+    for secret in (WEBHOOK_SECRET, hook.url):
         assert secret not in agent.stderr
         assert all(secret not in line for line in agent.raw_lines)
         assert secret.encode() not in (tmp_path / "agent.db").read_bytes()
 
 
 async def test_once_sends_what_it_found_without_waiting_for_group_wait(tmp_path: Path) -> None:
-    hook = SignedWebhookReceiver(SECRET)
+    hook = SignedWebhookReceiver(WEBHOOK_SECRET)
     await hook.start()
     config = _config(tmp_path, hook.url).read_text().replace("group_wait = 0", "group_wait = 600")
     (tmp_path / "once.toml").write_text(config)

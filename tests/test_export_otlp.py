@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from infrawatch import __version__
 from infrawatch.export import exporter as exporter_module
 from infrawatch.export.config import ExportConfig
-from infrawatch.export.exporter import Exporter, ExportService
+from infrawatch.export.exporter import Exporter
+from infrawatch.export.service import ExportService
 from infrawatch.model import Sample, make_labels
 from infrawatch.runtime.stats import AgentStats
 from infrawatch.storage.store import Store

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from infrawatch.export.config import ExportConfig
-from infrawatch.export.exporter import ExportService
+from infrawatch.export.service import ExportService
 from infrawatch.model import Sample, make_labels
 from infrawatch.names import metric_name
 from infrawatch.runtime.stats import AgentStats, ExporterStats

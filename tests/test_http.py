@@ -12,7 +12,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infrawatch.alerting.engine import AlertRecord
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.detect.base import SeriesState
 from infrawatch.model import Sample, make_labels
 from infrawatch.runtime.latest import LatestValues

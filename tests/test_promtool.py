@@ -13,6 +13,7 @@ import pytest
 
 from tests.agentproc import AgentProcess, write_config
 from tests.support_http import PrometheusServer
+from tests.support_scrape import promtool_check
 
 # A real promtool and Prometheus are the point of these tests: a missing binary fails them.
 pytestmark = pytest.mark.usefixtures("_prometheus_installed")
@@ -69,17 +70,7 @@ async def test_promtool_check_metrics_passes(agent: tuple[AgentProcess, str]) ->
     async with aiohttp.ClientSession() as session:
         text = await _metrics_when_ready(session, target)
     assert "system_cpu_utilization" in text
-    check = await asyncio.create_subprocess_exec(
-        "promtool",
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await check.communicate(text.encode())
-    assert check.returncode == 0, (out + err).decode()
-    assert (out + err).decode().strip() == ""
+    assert await promtool_check(text) == ""
 
 
 async def test_prometheus_scrapes_the_agent(

@@ -15,7 +15,8 @@ import pytest
 from infrawatch.cli.main import main
 from infrawatch.cli.render import SPARK_CHARS, sparkline
 from infrawatch.model import Sample
-from infrawatch.storage.read import QueryError, open_readonly, samples
+from infrawatch.storage.points import samples
+from infrawatch.storage.read import QueryError, open_readonly
 from tests.support_history import CPU, EVIL, MEM, NOW, ODD, Fixture, brute_force, build, key
 
 HOURS_3 = ["--since", "2027-01-15T05:00:00Z", "--until", "2027-01-15T08:00:00Z"]

@@ -7,9 +7,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from infrawatch.alerting.engine import annotations_for
 from infrawatch.alerting.fingerprint import alert_labels, fingerprint
 from infrawatch.alerting.outbox import Outbox
+from infrawatch.alerting.records import annotations_for
 from infrawatch.detect import build_detectors
 from infrawatch.detect.base import Detector
 from infrawatch.detect.config import AnalysisConfig

@@ -18,6 +18,7 @@ ANALYSIS: dict[str, Any] = {
     "threshold": [{"name": "proc_cpu", "metric": PROC, "op": ">", "critical": 0.9}],
     "zscore": {"enabled": False},
     "novelty": {"enabled": False},
+    "art": {"enabled": False},
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from infrawatch.detect.config import AnalysisConfig, default_threshold_rules
 from infrawatch.detect.threshold import ThresholdDetector
 from infrawatch.model import Sample, make_labels
 from infrawatch.runtime.stats import ScrapeStats
-from tests.agentproc import write_config
+from tests.agentproc import run_cli, write_config
 from tests.support_http import PrometheusServer, base_url, running_agent, wait_until
 from tests.support_scrape import (
     MetricsApp,
@@ -281,20 +280,6 @@ def test_default_rule_fires_when_up_is_zero_for_a_minute() -> None:
 # -- check --------------------------------------------------------------------------------------
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "infrawatch",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_check_lists_targets_and_scrape_tries_each_once(tmp_path: Path) -> None:
     async with MetricsApp() as app:
         config = write_config(
@@ -304,7 +289,7 @@ async def test_check_lists_targets_and_scrape_tries_each_once(tmp_path: Path) ->
             )
             + scrape_toml("refused", "http://127.0.0.1:1/metrics"),
         )
-        code, out, err = await _cli("check", "--config", str(config))
+        code, out, err = await run_cli("check", "--config", str(config))
         assert code == 0, err
         assert app.scrapes == 0  # plain `check` does not scrape
         assert re.search(
@@ -317,7 +302,7 @@ async def test_check_lists_targets_and_scrape_tries_each_once(tmp_path: Path) ->
         assert "  names: gauge/untyped foo → foo; counter foo_total → foo_total.rate" in out
         assert "  values: gauges as exposed; counters as per-second rates between scrapes" in out
 
-        code, out, err = await _cli("check", "--config", str(config), "--scrape")
+        code, out, err = await run_cli("check", "--config", str(config), "--scrape")
         assert code == 1, out + err  # one target failed
         assert app.scrapes == 1
         assert app.requests[0]["Authorization"] == SECRET

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from infrawatch.storage.read import list_series, open_readonly, samples
+from infrawatch.storage.points import samples
+from infrawatch.storage.read import list_series, open_readonly
 from tests.agentproc import AgentProcess, write_config
 from tests.support_scrape import (
     MANY,
@@ -166,6 +167,8 @@ async def test_sighup_adds_removes_and_restarts_targets(tmp_path: Path, app: Met
         )
         proc = await AgentProcess(config).start()
         try:
+            # The schema exists from here on: the database is polled by another process.
+            await proc.wait_for("agent.started")
             await app.wait_scrapes(2)
             # `one` goes, node_exporter comes.
             text = config.read_text().replace(
@@ -225,6 +228,8 @@ async def test_a_100000_series_target_is_capped_and_the_others_go_on(
         )
         proc = await AgentProcess(config).start()
         try:
+            # The schema exists from here on: the database is polled by another process.
+            await proc.wait_for("agent.started")
             db = db_path(tmp_path)
             await wait_stored(db, "scrape.samples_scraped", 2, job="many")
             good_before = await series_samples(db, "up", job="good")

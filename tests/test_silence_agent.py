@@ -6,58 +6,31 @@ refuses to start."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.agentproc import AgentProcess, Event, write_config
-from tests.support_receivers import SignedWebhookReceiver
+from tests.agentproc import AgentProcess, Event, run_cli, write_config
+from tests.support_receivers import WEBHOOK_SECRET, SignedWebhookReceiver, always_firing_toml
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 QUIET = 4.0  # seconds without a notification that show the mute (four repeat intervals)
 
 
 def _config(tmp_path: Path, hook_url: str) -> Path:
-    # Memory utilization is always ≥ 0: the rule fires on the first sample and keeps firing;
-    # repeat_interval 1s re-notifies it every second unless it is silenced.
+    # repeat_interval 1s re-notifies the firing alert every second unless it is silenced.
     return write_config(
         tmp_path,
-        f"""
-[agent]
-shutdown_deadline = 3
-[host]
-interval = 0.5
-metrics = ["memory"]
-[analysis.zscore]
-enabled = false
-[analysis.novelty]
-enabled = false
-[[analysis.threshold]]
-name = "memory_in_use"
-metric = "system.memory.utilization"
-op = ">="
-critical = 0.0
-[alerting]
-group_wait = 0
-group_interval = 1
-repeat_interval = 1
-[[alerting.sinks]]
-name = "hook"
-type = "webhook"
-url = "{hook_url}"
-secret = "{SECRET}"
-""",
+        always_firing_toml(
+            hook_url,
+            agent="shutdown_deadline = 3",
+            alerting="group_interval = 1\nrepeat_interval = 1",
+        ),
     )
 
 
 async def _cli(config: Path, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "infrawatch", "silence", *args, "-c", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip()
+    code, out, err = await run_cli("silence", *args, "-c", str(config))
+    assert code == 0, err
+    return out.strip()
 
 
 def _loaded(ids: list[str]) -> Callable[[Event], bool]:
@@ -76,7 +49,7 @@ async def _no_notification_for(hook: SignedWebhookReceiver, seconds: float) -> N
 
 
 async def test_cli_silences_mute_and_unmute_a_running_agent(tmp_path: Path) -> None:
-    hook = SignedWebhookReceiver(SECRET)
+    hook = SignedWebhookReceiver(WEBHOOK_SECRET)
     await hook.start()
     config = _config(tmp_path, hook.url)
     matcher = 'alertname="memory_in_use"'

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from infrawatch.alerting import silences as sil
 from infrawatch.alerting.config import AlertingConfig
-from infrawatch.alerting.engine import AlertRecord
 from infrawatch.alerting.outbox import Outbox
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.storage.store import Store
 from infrawatch.web.api import api_routes
 from tests.test_api import Source

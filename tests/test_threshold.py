@@ -96,12 +96,14 @@ def test_label_matchers_and_globs_select_series() -> None:
 def test_default_rules_cover_host_utilizations_and_fire_in_percent() -> None:
     config = AnalysisConfig()
     metrics = {r.metric for r in config.threshold}
+    # The host's utilizations, and `up` of the scrape targets (docs/scrape.md).
     assert metrics == {
         "system.cpu.utilization",
         "system.memory.utilization",
         "system.filesystem.utilization",
         "system.paging.utilization",
         "system.filesystem.inodes.utilization",
+        "up",
     }
     det = ThresholdDetector(config.threshold)
     changes = feed(det, [0.96] * 3, name="system.memory.utilization", step=300)

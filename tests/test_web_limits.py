@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from infrawatch.web.server import HttpLimits
+from infrawatch.web.connection import HttpLimits
 from tests.support_alert_logs import captured_logs
 from tests.support_http import http_server
 

@@ -18,8 +18,9 @@ from infrawatch.runtime.latest import LatestValues
 from infrawatch.runtime.queue import BatchQueue
 from infrawatch.runtime.stats import AgentStats
 from infrawatch.runtime.status import StatusView
+from infrawatch.web.connection import HttpLimits
 from infrawatch.web.security import CONTENT_SECURITY_POLICY, check_lines, is_loopback, load_tls
-from infrawatch.web.server import HttpLimits, HttpServer
+from infrawatch.web.server import HttpServer
 from tests.support_web import CSP, self_signed, trusting
 
 HASH = "$2b$04$abcdefghijklmnopqrstuuFZ5WeSdMgFzwQq3m6tvRtn0q6o6wCly"  # format only

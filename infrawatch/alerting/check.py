@@ -11,8 +11,8 @@ import aiohttp
 from yarl import URL
 
 from infrawatch.alerting.config import AlertingConfig
-from infrawatch.alerting.engine import rfc3339
 from infrawatch.alerting.outbox import new_notification_id
+from infrawatch.alerting.records import rfc3339
 from infrawatch.alerting.routing import build_routes
 from infrawatch.alerting.service import effective_sinks
 from infrawatch.alerting.sinks import build_sink

@@ -18,7 +18,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from yarl import URL
 
 from infrawatch.alerting.matchers import parse_matcher
 from infrawatch.alerting.timeintervals import (
@@ -32,6 +31,7 @@ from infrawatch.alerting.timeintervals import (
     parse_years,
 )
 from infrawatch.units import ConfigModel, Seconds, SecondsOrZero
+from infrawatch.validators import http_url
 
 SinkType = Literal["discord", "slack", "webhook", "alertmanager", "log"]
 
@@ -90,17 +90,8 @@ class SinkConfig(ConfigModel):
                 raise ValueError("secret: the part after whsec_ must be base64") from None
         for url in [*([self.url] if self.url else []), *self.urls]:
             text = url.get_secret_value()
-            # Say what is wrong without echoing the URL: it carries the webhook's token.
-            if not text.startswith(("http://", "https://")):
-                raise ValueError("url must start with http:// or https://")
-            # Parse it now: a bad host or port would otherwise raise at every delivery attempt.
-            try:
-                parsed = URL(text)
-                valid = bool(parsed.host) and parsed.port is not None
-            except ValueError:
-                valid = False
-            if not valid:
-                raise ValueError("invalid URL (check its host and port)")
+            # The message never echoes the URL: it carries the webhook's token.
+            http_url(text)
         return self
 
 
@@ -287,15 +278,7 @@ class AlertingConfig(ConfigModel):
             return None
         # Not a secret, but it is sent in every notification: the checks name the problem
         # without needing to quote it.
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        try:
-            parsed = URL(value)
-            valid = bool(parsed.host) and parsed.port is not None
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ValueError("invalid URL (check its host and port)")
+        parsed = http_url(value, name="")
         if parsed.user is not None or parsed.password is not None:
             raise ValueError("no user or password: the URL is shown to whoever reads an alert")
         if parsed.query_string or parsed.fragment or "?" in value or "#" in value:

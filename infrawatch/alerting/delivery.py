@@ -28,6 +28,7 @@ from infrawatch.alerting.config import RetryConfig
 from infrawatch.alerting.outbox import Outbox, OutboxItem
 from infrawatch.alerting.sinks.base import DeliveryResult, Sink
 from infrawatch.logging import at_doubling, describe, get_logger
+from infrawatch.retry import equal_jitter
 from infrawatch.runtime.stats import SinkStats
 
 log = get_logger("infrawatch.alerting")
@@ -58,15 +59,9 @@ def backoff_delay(
     previous step's upper half.
     """
     cap = cfg.max_delay if cap is None else cap
-    # A sink's failure streak has no bound (a day-long outage probed every 30 s): the power
-    # overflows a float long after it passed the cap.
-    exponent = max(0, failures - 1)
-    try:
-        grown = cfg.initial_delay * float(cfg.multiplier) ** exponent
-    except OverflowError:
-        grown = cap
-    ceiling = min(cap, grown)
-    return rng.uniform(ceiling / 2, ceiling)
+    return equal_jitter(
+        failures, rng, initial=cfg.initial_delay, multiplier=cfg.multiplier, cap=cap
+    )
 
 
 class SinkWorker:

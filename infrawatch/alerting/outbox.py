@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infrawatch.alerting.engine import _TOLD_FIRING, AlertRecord
 from infrawatch.alerting.fingerprint import series_of_alert
+from infrawatch.alerting.records import TOLD_FIRING, AlertRecord
 from infrawatch.detect.restore import FiringRule
 from infrawatch.jsontext import dumps
 from infrawatch.model import Severity
@@ -113,7 +113,7 @@ class Outbox:
             " json_each(alerts.notified) WHERE value IN (SELECT value FROM json_each(?)))"
         )
         out = []
-        async with self.store.db.execute(sql, (_dumps(_TOLD_FIRING),)) as cur:
+        async with self.store.db.execute(sql, (_dumps(TOLD_FIRING),)) as cur:
             async for row in cur:
                 annotations = json.loads(row[2])
                 out.append(

@@ -19,9 +19,10 @@ import aiohttp
 
 from infrawatch.alerting.config import AlertingConfig, SinkConfig
 from infrawatch.alerting.delivery import SinkWorker
-from infrawatch.alerting.engine import AlertRecord, Engine
+from infrawatch.alerting.engine import Engine
 from infrawatch.alerting.fingerprint import series_of_alert
 from infrawatch.alerting.outbox import Outbox, OutboxItem, new_notification_id
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.alerting.silences import SELECT_SQL as SILENCES_SQL
 from infrawatch.alerting.silences import from_row as silence_from_row
 from infrawatch.alerting.sinks import Sink, build_sink

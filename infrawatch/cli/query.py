@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from infrawatch.cli import render
+from infrawatch.storage.points import samples
 from infrawatch.storage.read import (
     QueryError,
     alerts,
@@ -16,7 +17,6 @@ from infrawatch.storage.read import (
     open_readonly,
     parse_labels,
     parse_step,
-    samples,
     time_range,
 )
 

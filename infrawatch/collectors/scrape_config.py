@@ -14,11 +14,10 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 from yarl import URL
 
 from infrawatch.units import ConfigModel, FsPath, Seconds
+from infrawatch.validators import receiver_url, request_headers
 
 # Prometheus' label name syntax; names starting with "__" are reserved there and here.
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# RFC 9110 token: the characters a header field name may have.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Set by the scraper itself: overriding them would break negotiation, bounds or framing.
 _RESERVED_HEADERS = frozenset(
     {"accept-encoding", "connection", "content-length", "host", "transfer-encoding", "te"}
@@ -92,21 +91,7 @@ class ScrapeTarget(ConfigModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        try:
-            parsed = URL(value)
-            valid = bool(parsed.host) and parsed.port is not None
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ValueError("invalid URL (check its host and port)")
-        if parsed.user is not None or parsed.password is not None:
-            # The URL is logged and shown; credentials belong in headers, which are masked.
-            raise ValueError(
-                'url must not carry credentials: use headers = { Authorization = "..." }'
-            )
-        return value
+        return receiver_url(value)
 
     @field_validator("labels")
     @classmethod
@@ -129,15 +114,7 @@ class ScrapeTarget(ConfigModel):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for key, secret in value.items():
-            if not _HEADER_NAME.match(key):
-                raise ValueError(f"invalid header name {key!r}")
-            if key.lower() in _RESERVED_HEADERS:
-                raise ValueError(f"header {key!r} is set by the scraper")
-            text = secret.get_secret_value()
-            # Never quote the value: it is usually a token.
-            if any(c in text for c in "\r\n\0"):
-                raise ValueError(f"header {key!r}: value has a line break or NUL")
+        request_headers(value, reserved=_RESERVED_HEADERS, setter="scraper")
         return value
 
     @model_validator(mode="after")

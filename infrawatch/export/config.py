@@ -7,7 +7,6 @@ logged. The URL is shown and logged without its query string, and must not carry
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -15,11 +14,10 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator
 from yarl import URL
 
 from infrawatch.units import ConfigModel, Seconds
+from infrawatch.validators import receiver_url, request_headers
 
 ExportType = Literal["otlp", "remote_write"]
 OTLP_METRICS_PATH = "/v1/metrics"
-# RFC 9110 token: the characters a header field name may have.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Set by the exporter itself: the protocol's framing and encoding depend on them.
 _RESERVED_HEADERS = frozenset(
     {
@@ -48,33 +46,12 @@ class ExportConfig(ConfigModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        try:
-            parsed = URL(value)
-            valid = bool(parsed.host) and parsed.port is not None
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ValueError("invalid URL (check its host and port)")
-        if parsed.user is not None or parsed.password is not None:
-            # The URL is logged and shown; credentials belong in headers, which are masked.
-            raise ValueError(
-                'url must not carry credentials: use headers = { Authorization = "..." }'
-            )
-        return value
+        return receiver_url(value)
 
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for key, secret in value.items():
-            if not _HEADER_NAME.match(key):
-                raise ValueError(f"invalid header name {key!r}")
-            if key.lower() in _RESERVED_HEADERS:
-                raise ValueError(f"header {key!r} is set by the exporter")
-            # Never quote the value: it is usually a token.
-            if any(c in secret.get_secret_value() for c in "\r\n\0"):
-                raise ValueError(f"header {key!r}: value has a line break or NUL")
+        request_headers(value, reserved=_RESERVED_HEADERS, setter="exporter")
         return value
 
     @field_validator("match")

@@ -30,23 +30,21 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 
 from infrawatch import __version__
-from infrawatch.errors import StartupError
 from infrawatch.export.config import ExportConfig
-from infrawatch.export.cursor import ExportCursor, Row, sync_export_log
+from infrawatch.export.cursor import ExportCursor, Row
+from infrawatch.export.encoder import Encoder, build_encoder
 from infrawatch.logging import at_doubling, describe, get_logger
-from infrawatch.model import Labels
-from infrawatch.runtime.stats import AgentStats, ExporterStats
+from infrawatch.retry import equal_jitter, parse_retry_after
+from infrawatch.runtime.stats import ExporterStats
 from infrawatch.storage.store import Store
 
 log = get_logger("infrawatch.export")
@@ -66,47 +64,6 @@ SERIES_CACHE_TTL = 300.0  # seconds: series ids can be reused after retention de
 MAX_ANSWER_BYTES = 64 * 1024  # of a response body read for its status or reason
 _SPLITTABLE = (400, 413)  # answers that may concern part of the request only
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\uffff]+")
-
-
-class Encoder(Protocol):
-    """A wire format: how a batch of series and points becomes one request body."""
-
-    type: str
-    ordered: bool  # the receiver refuses a sample older than its series' last one
-    headers: Mapping[str, str]  # content type and encoding of the body
-
-    def stamp(self, ts: float) -> int:
-        """A stored timestamp (epoch s) in the protocol's time unit."""
-        ...
-
-    def prepare(self, name: str, labels: Labels) -> Any:
-        """The per-series part of the request, built once per series."""
-        ...
-
-    def encode(self, groups: Sequence[tuple[Any, Sequence[Row]]]) -> bytes:
-        """The (compressed) body for these (series, rows in time order) groups."""
-        ...
-
-    def accepted(self, body: bytes) -> tuple[int, str]:
-        """From a 2xx answer: samples rejected anyway and the receiver's message."""
-        ...
-
-
-def build_encoder(cfg: ExportConfig, external_labels: Mapping[str, str]) -> Encoder:
-    """The encoder of `cfg.type`; imports its libraries now (StartupError if missing)."""
-    try:
-        if cfg.type == "otlp":
-            from infrawatch.export.otlp import OtlpEncoder
-
-            return OtlpEncoder(external_labels)
-        from infrawatch.export.remote_write import RemoteWriteEncoder
-
-        return RemoteWriteEncoder(external_labels)
-    except ImportError as exc:
-        raise StartupError(
-            f"export {cfg.name}: {cfg.type} needs {exc.name or 'a library'}; "
-            "install infrawatch[export]"
-        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,26 +100,9 @@ class Batch:
 _GONE = object()  # a series id with no series row any more
 
 
-def equal_jitter(failures: int, rng: random.Random) -> float:
+def backoff(failures: int, rng: random.Random) -> float:
     """Seconds before retry number `failures`: uniform in [d/2, d], d = 1 s × 2^(n-1) ≤ 30 s."""
-    ceiling = min(MAX_DELAY, INITIAL_DELAY * 2.0 ** min(max(0, failures - 1), 32))
-    return rng.uniform(ceiling / 2, ceiling)
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError):
-            return None
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return equal_jitter(failures, rng, initial=INITIAL_DELAY, multiplier=2.0, cap=MAX_DELAY)
 
 
 def reason(body: bytes) -> str:
@@ -313,7 +253,7 @@ class Exporter:
                         error=describe(exc),
                         consecutive=self._errors,
                     )
-                await asyncio.sleep(equal_jitter(self._errors, self.rng))
+                await asyncio.sleep(backoff(self._errors, self.rng))
                 continue
             if not progressed:
                 with contextlib.suppress(TimeoutError):
@@ -562,7 +502,7 @@ class Exporter:
             self._down_since = self.clock()
         delay = reply.retry_after
         if delay is None:
-            delay = equal_jitter(self._failures, self.rng)
+            delay = backoff(self._failures, self.rng)
         self.delays.append(delay)
         await self._measure(force=True)
         if at_doubling(self._failures):
@@ -604,7 +544,9 @@ class Exporter:
             ) as resp:
                 answer = await resp.content.read(MAX_ANSWER_BYTES)
                 status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock())
+                retry_after = parse_retry_after(
+                    resp.headers.get("Retry-After"), now=self.clock(), cap=MAX_RETRY_AFTER
+                )
         except TimeoutError:
             return Reply("retry", detail=f"no answer within {self.cfg.timeout:g}s")
         except aiohttp.ClientError as exc:
@@ -664,61 +606,3 @@ class Exporter:
         count = self._log_counts[event] = self._log_counts.get(event, 0) + 1
         if at_doubling(count):
             log.warning(event, exporter=self.cfg.name, occurrences=count, **fields)
-
-
-class ExportService:
-    """Every configured exporter, as one async resource owned by the agent.
-
-    Entering syncs the export log with the configuration (so it records writes only while
-    exporters exist), opens each exporter and starts its task; `flush` is the shutdown step;
-    leaving stops and closes them (before the store closes).
-    """
-
-    def __init__(
-        self,
-        configs: Sequence[ExportConfig],
-        store: Store,
-        stats: AgentStats,
-        *,
-        retention: float,
-        external_labels: Mapping[str, str],
-    ) -> None:
-        self.configs = list(configs)
-        self.store = store
-        self.stats = stats
-        self.retention = retention
-        self.external_labels = dict(external_labels)
-        self.exporters: list[Exporter] = []
-        self._stack = AsyncExitStack()
-
-    async def __aenter__(self) -> Self:
-        await sync_export_log(self.store, [c.name for c in self.configs])
-        try:
-            for cfg in self.configs:
-                stats = self.stats.exporters[cfg.name] = ExporterStats(cfg.type)
-                exporter = Exporter(
-                    cfg,
-                    self.store,
-                    stats,
-                    retention=self.retention,
-                    external_labels=self.external_labels,
-                )
-                self.exporters.append(await self._stack.enter_async_context(exporter))
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        for exporter in self.exporters:
-            exporter.start()
-        return self
-
-    async def flush(self, budget: float) -> None:
-        """Give every exporter one last delivery round, together, within `budget` seconds."""
-        await asyncio.gather(*(e.flush(budget) for e in self.exporters))
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()

@@ -50,7 +50,7 @@ from infrawatch.web.server import HttpServer
 
 if TYPE_CHECKING:
     from infrawatch.collectors.scrape import ScrapeProducer
-    from infrawatch.export.exporter import ExportService
+    from infrawatch.export.service import ExportService
 
 log = get_logger("infrawatch.runtime.agent")
 
@@ -174,7 +174,7 @@ class Agent:
             # One task per [[export]] entry, reading what the pipeline stores; closed before the
             # store. With none configured this only stops the store from logging writes for
             # export. --once leaves export state alone (it may run beside a serving agent).
-            from infrawatch.export.exporter import ExportService
+            from infrawatch.export.service import ExportService
 
             self.exports = await stack.enter_async_context(
                 ExportService(

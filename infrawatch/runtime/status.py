@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from infrawatch import __version__
-from infrawatch.alerting.engine import AlertRecord
+from infrawatch.alerting.records import AlertRecord
 from infrawatch.alerting.service import AlertService
 from infrawatch.alerting.silences import SilenceRecord, config_silences
 from infrawatch.detect.base import Detector

@@ -1,8 +1,9 @@
 """Reads for the status page: charts with min and max kept, and many series' sparklines at once.
 
-Part of the one read path (`read.py`): the same series lookup, rollup planning and bucket SQL as
-`infrawatch query`, plus what a page needs that a terminal doesn't — a resolution chosen from
-the range, and batched reads for thousands of series (one query, not one per series).
+Part of the one read path (`read.py`, `points.py`): the same series lookup, rollup planning and
+bucket SQL as `infrawatch query`, plus what a page needs that a terminal doesn't — a resolution
+chosen from the range, and batched reads for thousands of series (one query, not one per
+series).
 """
 
 from __future__ import annotations
@@ -14,14 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from infrawatch.storage.read import (
-    SeriesRef,
-    find_series,
-    has_table,
-    pending_span,
-    raw_points,
-    step_buckets,
-)
+from infrawatch.storage.points import raw_points, step_buckets
+from infrawatch.storage.read import SeriesRef, find_series, has_table, pending_span
 from infrawatch.storage.rollup import HOUR, MINUTE, Pending, ceil_to, floor_to, plan
 
 Resolution = Literal["raw", "1m", "1h"]

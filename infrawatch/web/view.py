@@ -15,7 +15,7 @@ from infrawatch.detect.base import Detector
 from infrawatch.model import SeriesKey
 from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats
-from infrawatch.web.api import ApiSource
+from infrawatch.web.api_source import ApiSource
 
 
 class QueueDepth(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from infrawatch.alerting.config import SinkConfig
-from infrawatch.alerting.engine import rfc3339
+from infrawatch.alerting.records import rfc3339
 from infrawatch.alerting.sinks.base import (
     DeliveryResult,
     classify,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -17,6 +18,7 @@ from infrawatch import __version__
 from infrawatch.alerting.config import SinkConfig
 from infrawatch.jsontext import dumps
 from infrawatch.logging import describe
+from infrawatch.retry import bounded_wait, parse_retry_after
 
 Outcome = Literal["ok", "retry", "fail", "gone"]
 _MAX_RETRY_AFTER = 3600.0  # seconds; a larger hint is treated as this (never wait for a day)
@@ -81,17 +83,6 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds form; dates are rare for webhooks)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
-
-
 @dataclass(frozen=True, slots=True)
 class HttpReply:
     """Status, headers and (short) body text of one response."""
@@ -146,19 +137,25 @@ def classify(reply: HttpReply, *, gone_on: tuple[int, ...] = ()) -> DeliveryResu
     if 200 <= reply.status < 300:
         return DeliveryResult("ok", reply.status)
     if reply.status == 429:
-        after = parse_retry_after(reply.headers.get("Retry-After"))
+        after = _retry_after(reply)
         if isinstance(reply.json, dict) and "retry_after" in reply.json:
             with contextlib.suppress(TypeError, ValueError):
-                after = min(max(float(reply.json["retry_after"]), 0.0), _MAX_RETRY_AFTER)
+                hinted = bounded_wait(float(reply.json["retry_after"]), _MAX_RETRY_AFTER)
+                after = after if hinted is None else hinted
         return DeliveryResult(
             "retry", 429, f"rate limited: {snippet}", retry_after=after, counts_as_failure=False
         )
     if reply.status in gone_on:
         return DeliveryResult("gone", reply.status, snippet)
     if reply.status >= 500 or reply.status == 408:
-        after = parse_retry_after(reply.headers.get("Retry-After"))
-        return DeliveryResult("retry", reply.status, snippet, retry_after=after)
+        return DeliveryResult("retry", reply.status, snippet, retry_after=_retry_after(reply))
     return DeliveryResult("fail", reply.status, snippet)
+
+
+def _retry_after(reply: HttpReply) -> float | None:
+    return parse_retry_after(
+        reply.headers.get("Retry-After"), now=time.time(), cap=_MAX_RETRY_AFTER
+    )
 
 
 class HttpSink:
