@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,13 +23,7 @@ from infrawatch.runtime.stats import AgentStats
 from infrawatch.runtime.status import StatusView
 from infrawatch.web.connection import HttpLimits
 from infrawatch.web.server import HttpServer
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that can't bind :0)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support_receivers import free_port
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

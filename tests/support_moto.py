@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,11 @@ from typing import Any
 
 import pytest
 
+from tests.support_receivers import free_port
+
 REGION = "us-east-1"
 AMI = "ami-12c6146b"  # one of moto's built-in images
 STARTUP_TIMEOUT = 20.0  # seconds
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _server_command(port: int) -> list[str]:

@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from infrawatch.config import Settings
-from tests.support_http import free_port, stop_process
+from tests.support_http import stop_process
+from tests.support_receivers import free_port
 
 BUCKETS = (0.1, 0.5, 1.0)  # seconds; the known app's histogram (and +Inf)
 MANY = 100_000  # series of the cardinality-bomb target

@@ -27,7 +27,6 @@ from tests.support_moto import (
     MotoServer,
     aws_config,
     fake_aws_env,
-    free_port,
     moto,
     moto_server,
     no_aws_env,
@@ -35,6 +34,7 @@ from tests.support_moto import (
     run_instances,
     throttling_response,
 )
+from tests.support_receivers import free_port
 
 __all__ = ["moto", "moto_server"]  # fixtures used by name
 

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import operator
 import random
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -39,6 +38,7 @@ from typing import Any, Literal, Self
 import aiohttp
 
 from infrawatch import __version__
+from infrawatch.export.batch import TS, Batch, Group, Points, in_time_order, split_half
 from infrawatch.export.config import ExportConfig
 from infrawatch.export.cursor import ExportCursor, Row
 from infrawatch.export.encoder import Encoder, build_encoder
@@ -77,26 +77,6 @@ class Reply:
     rejected: int = 0  # of an ok: samples refused anyway (OTLP partial success)
 
 
-# A series' rows to send, in time order: the rows as read (no per-sample copies), converted to
-# the protocol's units by the encoder as it writes them.
-Points = list[Row]
-Group = tuple[int, Any, Points]  # series id, prepared series, its points
-
-
-@dataclass(slots=True)
-class Batch:
-    """Rows read after the cursor, ready to send; `last_seq` is where the cursor moves."""
-
-    last_seq: int
-    groups: list[Group]
-    samples: int = 0  # points to send
-    lost: int = 0  # too old (past retention) or their series is gone
-    out_of_order: int = 0  # older than what an ordered receiver has: rejected unsent
-    sent: int = 0
-    rejected: int = 0
-    accepted_until: dict[int, tuple[int, float]] = field(default_factory=dict)
-
-
 _GONE = object()  # a series id with no series row any more
 
 
@@ -110,43 +90,6 @@ def reason(body: bytes) -> str:
     text = _UNPRINTABLE.sub(" ", body[:2048].decode("utf-8", "replace")).strip()
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:300] + "…"
-
-
-def _split(groups: list[Group], total: int) -> tuple[list[Group], list[Group]]:
-    """Two halves by sample count (a series may be cut: its earlier points go first)."""
-    half = total // 2
-    left: list[Group] = []
-    right: list[Group] = []
-    count = 0
-    for sid, prep, points in groups:
-        if count >= half:
-            right.append((sid, prep, points))
-        elif count + len(points) <= half:
-            left.append((sid, prep, points))
-        else:
-            cut = half - count
-            left.append((sid, prep, points[:cut]))
-            right.append((sid, prep, points[cut:]))
-        count += len(points)
-    return left, right
-
-
-_TS = operator.itemgetter(2)  # of a Row
-
-
-def _in_order(points: Points) -> Points:
-    """`points` sorted by time, keeping the last-written value of a repeated timestamp."""
-    times = list(map(_TS, points))
-    if all(map(operator.lt, times, times[1:])):
-        return points  # the usual case: a series' rows arrive in time order
-    points.sort(key=_TS)  # stable: equal timestamps stay in the order written
-    out: Points = []
-    for point in points:
-        if out and out[-1][2] == point[2]:
-            out[-1] = point
-        else:
-            out.append(point)
-    return out
 
 
 class Exporter:
@@ -336,7 +279,7 @@ class Exporter:
                 group.append(row)
         await self._learn_series(by_series)
         cutoff = self.clock() - self.retention
-        expired = min(map(_TS, rows)) < cutoff
+        expired = min(map(TS, rows)) < cutoff
         batch = Batch(last_seq=rows[-1][0], groups=[])
         series = self._series
         last_sent = self._last_sent if encoder.ordered else None
@@ -353,7 +296,7 @@ class Exporter:
                 if not kept:
                     continue
                 group = kept
-            points = _in_order(group) if len(group) > 1 else group
+            points = in_time_order(group) if len(group) > 1 else group
             if last_sent is not None:
                 last = last_sent.get(sid)
                 if last is not None and encoder.stamp(points[0][2]) <= last[0]:
@@ -458,7 +401,7 @@ class Exporter:
                 continue
             if reply.status in _SPLITTABLE and count > 1 and budget >= 2:
                 budget -= 2
-                left, right = _split(groups, count)
+                left, right = split_half(groups, count)
                 chunks.extendleft((right, left))
                 continue
             batch.rejected += count
