@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-PYTEST_ARGS ?=
+# Three workers on two cores: most tests wait on a subprocess or a socket part of the time.
+PYTEST_ARGS ?= -n 3 --dist worksteal
 
 .PHONY: run test lint format docs bench clean test-deps vendor-uplot
 

@@ -73,7 +73,7 @@ class Anomaly:
     evidence: Mapping[str, float | str] = field(default_factory=dict)
     summary: str = ""
     # The rule's annotation templates (`annotations` in its config); the alert engine fills in
-    # their placeholders (infrawatch.alerting.annotations).
+    # their placeholders (infrawatch.annotations).
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from infrawatch.alerting.annotations import check_template, render
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.engine import Engine
 from infrawatch.alerting.records import annotations_for
@@ -24,6 +23,7 @@ from infrawatch.alerting.render import (
     render_slack,
 )
 from infrawatch.alerting.service import AlertService
+from infrawatch.annotations import check_template, render
 from infrawatch.detect.config import AnalysisConfig, ThresholdRule
 from infrawatch.detect.threshold import ThresholdDetector
 from infrawatch.model import Anomaly, make_labels

@@ -183,11 +183,13 @@ async def test_bad_targets_never_hold_up_the_good_one(
         "truncated": truncated.url,
         "refused": "http://127.0.0.1:1/metrics",
     }
-    # The good target's timeout (0.4 s) is well above the longest the loop stalls here (about
-    # 0.15 s while a 100,000-series body is decoded and parsed on this 2-core machine).
+    # The good target's timeout (0.9 s) is well above the longest the loop stalls here (about
+    # 0.15 s while a 100,000-series body is decoded and parsed on this 2-core machine, more
+    # when the suite runs beside it); `hang` holds its connection for far longer than the three
+    # good scrapes take.
     targets = [
-        {"name": "good", "url": f"{app.base}/metrics", "interval": 0.5},
-        {"name": "hang", "url": hang.url, "interval": 5.0, "timeout": 4.0},
+        {"name": "good", "url": f"{app.base}/metrics", "interval": 1.0, "timeout": 0.9},
+        {"name": "hang", "url": hang.url, "interval": 10.0, "timeout": 8.0},
         {
             "name": "many",
             "url": f"{app.base}/many",

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from infrawatch.alerting.annotations import render as render_annotation
 from infrawatch.alerting.fingerprint import alert_labels
 from infrawatch.alerting.links import alert_chart_url
+from infrawatch.annotations import render as render_annotation
 from infrawatch.model import Anomaly
 
 Shown = Literal["firing", "flapping", "resolved"]

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
-from infrawatch.alerting.annotations import check_annotations
+from infrawatch.annotations import check_annotations
 from infrawatch.units import ConfigModel, Seconds, SecondsOrZero
 
 Op = Literal[">", ">=", "<", "<="]
@@ -23,7 +23,7 @@ class _Model(ConfigModel):
 
 
 # `summary`, `description`, `runbook_url` or any other name → a template whose placeholders
-# ({value}, {labels.NAME}, {evidence.NAME}, …: see infrawatch.alerting.annotations) the alert
+# ({value}, {labels.NAME}, {evidence.NAME}, …: see infrawatch.annotations) the alert
 # engine fills in; a summary given here replaces the detector's own.
 Annotations = Annotated[dict[str, str], AfterValidator(check_annotations)]
 
