@@ -1,12 +1,13 @@
 """/api/v1 latency through a real loopback aiohttp server, over a database the size of the goals.
 
-    .venv/bin/python bench/api.py [--rounds 15] [--db PATH]
+    .venv/bin/python bench/api.py [--rounds 15] [--db PATH] [--series-only]
 
 Builds, in a temporary directory, one series with 24 h of 1 s data (86,400 rows) and 10,000
 series with the last hour of 10 s data (3.6 M rows), rolled up as the agent's maintenance task
 leaves them (the last two minutes still raw), plus live values and detector states for every
 series. Prints the median and 90th percentile of whole requests (sent, answered, body read and
-parsed) and the process's CPU time per request; `--db` keeps the database for a re-run.
+parsed) and the process's CPU time per request; `--db` keeps the database for a re-run, and
+`--series-only` measures only the `series` requests.
 Targets (issue 12): `samples` over 24 h of 1 s data <= 50 ms; `series` with 10,000 series
 <= 100 ms.
 """
@@ -176,7 +177,9 @@ def source(path: Path) -> BenchSource:
     return BenchSource(path, live=live, running=running)
 
 
-async def measure(path: Path, rounds: int) -> list[tuple[str, list[float], list[float], str]]:
+async def measure(
+    path: Path, rounds: int, series_only: bool = False
+) -> list[tuple[str, list[float], list[float], str]]:
     """(label, wall ms, CPU ms, what came back) per request kind; CPU is the whole process's
     (server and client), a steadier figure than wall time on a busy machine."""
     routes = api_routes(source(path), clock=lambda: NOW)
@@ -203,6 +206,8 @@ async def measure(path: Path, rounds: int) -> list[tuple[str, list[float], list[
         ("series label=host=h07 (100 of 10,000 series)", "series", {"label": "host=h07"}, rounds),
         ("status", "status", {}, rounds),
     ]  # fmt: skip
+    if series_only:
+        cases = [case for case in cases if case[1] == "series"]
     out = []
     try:
         async with aiohttp.ClientSession() as session:
@@ -244,6 +249,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--db", type=Path, help="build here, or reuse if it exists (default: tmp)")
+    parser.add_argument("--series-only", action="store_true", help="measure only /series")
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, cpus {os.cpu_count()},"
@@ -255,7 +261,7 @@ def main() -> None:
             started = time.perf_counter()
             asyncio.run(build(path))
             print(f"database built and rolled up in {time.perf_counter() - started:.1f} s")
-        for label, wall, cpu, shown in asyncio.run(measure(path, args.rounds)):
+        for label, wall, cpu, shown in asyncio.run(measure(path, args.rounds, args.series_only)):
             wall.sort()
             p90 = wall[int(0.9 * (len(wall) - 1))]
             print(

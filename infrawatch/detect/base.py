@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from infrawatch.model import Anomaly, Sample, SeriesKey
 
@@ -56,6 +56,14 @@ class SeriesState:
     value: float | None = None
 
 
+# (score, anomalous, statistic) per series: SeriesState's fields without the objects. Tuples of
+# floats, bools and None are untracked by the garbage collector once it has seen them, unlike
+# SeriesState instances, so a copy of 10,000 of them is cheap to build and does not set off
+# full collections (bench/api.py).
+StateRow: TypeAlias = tuple[float, bool, float | None]
+StateRows: TypeAlias = dict[SeriesKey, StateRow]
+
+
 @runtime_checkable
 class Detector(Protocol):
     """A detector keeps per-series state in memory and does no I/O.
@@ -96,6 +104,55 @@ class Detector(Protocol):
         ...
 
 
+@runtime_checkable
+class HasStateRows(Protocol):
+    """A detector that can copy its states as plain tuples."""
+
+    def state_rows(self) -> StateRows:
+        """A fresh dict of (score in [0, 1], anomalous, statistic or None) per tracked series."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """A detector's score in [0, 1] and anomalous flag per tracked series, as parallel lists.
+
+    What ranking needs, copied on the event loop without hashing a key or allocating an
+    object per series (floats and bools are shared); readers build their own lookups.
+    """
+
+    keys: list[SeriesKey]
+    scores: list[float]
+    anomalous: list[bool]
+
+
+@runtime_checkable
+class HasScores(Protocol):
+    """A detector that can copy its scores without building SeriesStates."""
+
+    def scores(self) -> Scores:
+        """Fresh lists of the score in [0, 1] and anomalous flag of every tracked series."""
+        ...
+
+
+def scores_of(detector: Detector) -> Scores:
+    """Fresh lists of the score in [0, 1] and anomalous flag of every series `detector` tracks:
+    the figures of `states()`, copied cheaply when the detector offers `scores()`."""
+    if isinstance(detector, HasScores):
+        return detector.scores()
+    states = detector.states()
+    values = list(states.values())
+    return Scores(list(states), [st.score for st in values], [st.anomalous for st in values])
+
+
+def state_rows_of(detector: Detector) -> StateRows:
+    """A fresh dict of (score in [0, 1], anomalous, statistic or None) per series `detector`
+    tracks: the figures of `states()`, copied without SeriesState objects when it can."""
+    if isinstance(detector, HasStateRows):
+        return detector.state_rows()
+    return {k: (st.score, st.anomalous, st.value) for k, st in detector.states().items()}
+
+
 class ScoredState(Protocol):
     """What a statistical detector's per-series state exposes."""
 
@@ -129,6 +186,20 @@ class PerSeriesDetector(Generic[S]):
             for k, st in self._series.items()
             if st is not None
         }
+
+    def state_rows(self) -> StateRows:
+        """`states()` as (score, anomalous, statistic) tuples: far fewer GC-tracked objects."""
+        return {
+            k: (st.score, st.anomalous, st.statistic)
+            for k, st in self._series.items()
+            if st is not None
+        }
+
+    def scores(self) -> Scores:
+        """`states()` as parallel lists: a few list passes, no per-series objects or hashing."""
+        keys = [k for k, st in self._series.items() if st is not None]
+        states = [st for st in self._series.values() if st is not None]
+        return Scores(keys, [st.score for st in states], [st.anomalous for st in states])
 
     def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
         """State of `key`; one rule per series here (the detector's own), so `rule` is ignored."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 
-from infrawatch.detect.base import SeriesState
+from infrawatch.detect.base import Scores, SeriesState, StateRow, StateRows
 from infrawatch.detect.config import ThresholdRule
 from infrawatch.detect.match import matches
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey, Severity
@@ -76,6 +76,10 @@ class _Rule:
         return due
 
 
+_FIRING: StateRow = (1.0, True, None)
+_QUIET: StateRow = (0.0, False, None)
+
+
 class ThresholdDetector:
     """Evaluates every threshold rule that matches a series."""
 
@@ -105,6 +109,27 @@ class ThresholdDetector:
                 firing = any(s.firing for s in states)
                 out[key] = SeriesState(1.0 if firing else 0.0, firing, None)
         return out
+
+    def state_rows(self) -> StateRows:
+        """`states()` as tuples (two shared ones: nothing to allocate per series)."""
+        out: StateRows = {}
+        for key, states in self._series.items():
+            if states:
+                out[key] = _FIRING if any(s.firing for s in states) else _QUIET
+        return out
+
+    def scores(self) -> Scores:
+        """`states()` as parallel lists (score 1.0 while any rule fires, else 0.0)."""
+        keys: list[SeriesKey] = []
+        scores: list[float] = []
+        anomalous: list[bool] = []
+        for key, states in self._series.items():
+            if states:
+                firing = any(s.firing for s in states)
+                keys.append(key)
+                scores.append(1.0 if firing else 0.0)
+                anomalous.append(firing)
+        return Scores(keys, scores, anomalous)
 
     def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
         """Whether `rule` fires on `key` (score 1.0 firing, else 0.0); None if the series is not

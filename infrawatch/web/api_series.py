@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
 from typing import Any
 
-from infrawatch.detect.base import Detector, SeriesState
+from infrawatch.detect.base import Detector, Scores
 from infrawatch.detect.config import ThresholdRule
 from infrawatch.detect.match import matches
-from infrawatch.model import Labels, SeriesKey
+from infrawatch.model import SeriesKey
 from infrawatch.runtime.latest import Latest
 from infrawatch.storage import charts, read
 from infrawatch.web.api_source import Banded
@@ -39,7 +41,7 @@ def series_list(
     conn: sqlite3.Connection,
     query: SeriesQuery,
     live: dict[SeriesKey, Latest],
-    states: list[tuple[str, Mapping[SeriesKey, SeriesState]]],
+    states: list[tuple[str, Scores]],
 ) -> list[dict[str, Any]]:
     """Live series ranked anomalous first, then by score, then by name and labels; then, if
     there is room, stored series that no longer report, by name and labels. With last values
@@ -49,28 +51,33 @@ def series_list(
     the database gives the ids of the few series shown, their sparklines, and the series that
     are gone (detectors forget those, so they would rank last anyway).
     """
-    maps = [by_key for _, by_key in states]
     wanted = tuple(query.labels.items())
     fullmatch = query.pattern.fullmatch
-
-    def ranked() -> Iterator[tuple[bool, float, str, Labels]]:
-        # Plain loops and tuples: this runs once per live series (10,000 and more).
-        for key in live:
-            name, pairs = key
-            if fullmatch(name) is None or (wanted and not all(w in pairs for w in wanted)):
-                continue
-            calm = True
-            top = -math.inf
-            for by_key in maps:
-                state = by_key.get(key)
-                if state is not None:
-                    if state.anomalous:
-                        calm = False
-                    if state.score > top:
-                        top = state.score
-            yield calm, -top, name, pairs
-
-    keys: list[SeriesKey] = [(n, p) for _, _, n, p in heapq.nsmallest(query.limit, ranked())]
+    # Per series and detector, this runs 10,000 times and more: lookups go through map() and
+    # compare in C, no Python-level loop per series but the filter and the heap.
+    maps = [
+        (name, dict(zip(s.keys, s.scores, strict=True)), set(compress(s.keys, s.anomalous)))
+        for name, s in states
+    ]
+    if query.match == "*" and not wanted:
+        shown_live = list(live)  # "*" compiles to ".*" with DOTALL: every name matches
+    else:
+        shown_live = [
+            key
+            for key in live
+            if fullmatch(key[0]) is not None and all(map(key[1].__contains__, wanted))
+        ]
+    flagged = set().union(*(flags for _, _, flags in maps))
+    calm = map(operator.not_, map(flagged.__contains__, shown_live))
+    tops: list[Iterator[float]] = [
+        map(by_key.get, shown_live, repeat(-math.inf)) for _, by_key, _ in maps
+    ]
+    if not tops:
+        tops = [repeat(-math.inf, len(shown_live))]
+    top = map(max, *tops) if len(tops) > 1 else tops[0]
+    # Anomalous first, then by score, then by name and labels (keys are unique: no more ties).
+    ranked = zip(calm, map(operator.neg, top), shown_live, strict=True)
+    keys: list[SeriesKey] = [key for _, _, key in heapq.nsmallest(query.limit, ranked)]
     ids = read.series_ids(conn, keys)
     if len(keys) < query.limit:
         for ref in read.iter_series(conn, match=query.match, labels=query.labels):
@@ -86,10 +93,10 @@ def series_list(
     out = []
     for key in keys:
         per = {}
-        for name, by_key in states:
-            state = by_key.get(key)
-            if state is not None:
-                per[name] = {"anomalous": state.anomalous, "score": state.score}
+        for name, by_key, flags in maps:
+            score = by_key.get(key)
+            if score is not None:
+                per[name] = {"anomalous": key in flags, "score": score}
         entry = live.get(key)
         sid = ids.get(key)
         last = (entry.ts, entry.value) if entry is not None else stored.get(sid or -1)
