@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector
+from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector, refractory_score
 from infrawatch.detect.config import ArtConfig
 from infrawatch.detect.match import matches
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
@@ -511,20 +511,9 @@ class ArtDetector(PerSeriesDetector[_AState]):
             if raw > 0.0:
                 self.shared.note_peak(key, raw)
         else:
-            n = st.n
-            ts = sample.ts
-            if n >= st.block_end_n and ts >= st.block_end_ts:
-                expired = n >= st.block_end_n + p.refractory_samples and (
-                    ts >= st.block_end_ts + p.refractory_seconds
-                )
-                st.peak_prev = 0.0 if expired else st.peak_cur
-                st.peak_cur = 0.0
-                st.block_end_n = n + p.refractory_samples
-                st.block_end_ts = ts + p.refractory_seconds
-            peak = st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
-            score = raw if raw > peak else 0.0
-            if raw > st.peak_cur:
-                st.peak_cur = raw
+            score = refractory_score(
+                st, raw, st.n, sample.ts, p.refractory_samples, p.refractory_seconds
+            )
         st.score = score
         if score >= 0.5 and not st.anomalous:
             st.anomalous = True

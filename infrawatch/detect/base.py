@@ -209,3 +209,31 @@ class PerSeriesDetector(Generic[S]):
     def forget(self, key: SeriesKey) -> None:
         """Drop a series' state (it has gone away)."""
         self._series.pop(key, None)
+
+
+class RefractoryState(Protocol):
+    """The per-series fields a refractory period keeps (novelty and ART share the rule)."""
+
+    peak_prev: float
+    peak_cur: float
+    block_end_n: int
+    block_end_ts: float
+
+
+def refractory_score(
+    st: RefractoryState, raw: float, n: int, ts: float, samples: int, seconds: float
+) -> float:
+    """`raw` if it beats every score of the last refractory period, else 0.0; records `raw`.
+
+    The period is `samples` samples and `seconds` seconds (both must pass); `n` is the series'
+    sample count and `ts` the sample's epoch seconds. A repeat of the same excursion scores 0."""
+    if n >= st.block_end_n and ts >= st.block_end_ts:
+        expired = n >= st.block_end_n + samples and ts >= st.block_end_ts + seconds
+        st.peak_prev = 0.0 if expired else st.peak_cur
+        st.peak_cur = 0.0
+        st.block_end_n = n + samples
+        st.block_end_ts = ts + seconds
+    peak = st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
+    if raw > st.peak_cur:
+        st.peak_cur = raw
+    return raw if raw > peak else 0.0

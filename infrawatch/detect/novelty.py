@@ -24,7 +24,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector, confidence, young_text
+from infrawatch.detect.base import (
+    BELOW_HALF,
+    PerSeriesDetector,
+    confidence,
+    refractory_score,
+    young_text,
+)
 from infrawatch.detect.config import NoveltyConfig
 from infrawatch.detect.match import matches
 from infrawatch.detect.seasonal import SeasonalRing
@@ -393,18 +399,7 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             raw = BELOW_HALF
         # Refractory: a detection counts only if it beats every score of the last period.
         n = ranges[0].n
-        if n >= st.block_end_n and ts >= st.block_end_ts:
-            expired = n >= st.block_end_n + p.refractory_samples and (
-                ts >= st.block_end_ts + p.refractory_seconds
-            )
-            st.peak_prev = 0.0 if expired else st.peak_cur
-            st.peak_cur = 0.0
-            st.block_end_n = n + p.refractory_samples
-            st.block_end_ts = ts + p.refractory_seconds
-        peak = st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
-        score = raw if raw > peak else 0.0
-        if raw > st.peak_cur:
-            st.peak_cur = raw
+        score = refractory_score(st, raw, n, ts, p.refractory_samples, p.refractory_seconds)
         st.score = score
         st.exceed = best
         if score >= 0.5 and not st.anomalous and best_f >= 0:
