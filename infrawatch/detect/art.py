@@ -37,7 +37,7 @@ from typing import Protocol
 
 from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector, refractory_score
 from infrawatch.detect.config import ArtConfig
-from infrawatch.detect.match import matches
+from infrawatch.detect.match import effective_settings
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
 
 WINDOW = 8  # steps per feature vector
@@ -82,13 +82,7 @@ class AParams:
 
 def art_params(config: ArtConfig, key: SeriesKey) -> AParams | None:
     """Effective settings for `key` (first matching override applied); None if disabled."""
-    merged = config.model_dump(exclude={"overrides"})
-    for override in config.overrides:
-        if matches(key, override.metric, override.labels):
-            for field, value in override.model_dump(exclude={"metric", "labels"}).items():
-                if value is not None:
-                    merged[field] = value
-            break
+    merged = effective_settings(config, key)
     if not merged["enabled"]:
         return None
     return AParams(

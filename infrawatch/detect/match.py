@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
+from typing import Any, Protocol
 
 from infrawatch.model import SeriesKey
+
+
+class _Overridable(Protocol):
+    """A detector section: its settings plus `overrides` (each with metric, labels)."""
+
+    @property
+    def overrides(self) -> list[Any]: ...
+
+    def model_dump(self, *, exclude: set[str]) -> dict[str, Any]: ...
 
 
 def matches(key: SeriesKey, metric: str, labels: Mapping[str, str]) -> bool:
@@ -22,3 +32,15 @@ def matches(key: SeriesKey, metric: str, labels: Mapping[str, str]) -> bool:
             if have.get(label, "") != want:
                 return False
     return True
+
+
+def effective_settings(config: _Overridable, key: SeriesKey) -> dict[str, Any]:
+    """A detector section's settings for `key`: the first matching override's set fields win."""
+    merged = config.model_dump(exclude={"overrides"})
+    for override in config.overrides:
+        if matches(key, override.metric, override.labels):
+            for field, value in override.model_dump(exclude={"metric", "labels"}).items():
+                if value is not None:
+                    merged[field] = value
+            break
+    return merged

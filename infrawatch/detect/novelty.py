@@ -32,7 +32,7 @@ from infrawatch.detect.base import (
     young_text,
 )
 from infrawatch.detect.config import NoveltyConfig
-from infrawatch.detect.match import matches
+from infrawatch.detect.match import effective_settings
 from infrawatch.detect.seasonal import SeasonalRing
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
 from infrawatch.storage.rollup import Bucket
@@ -195,13 +195,7 @@ class _NState:
 
 def novelty_params(config: NoveltyConfig, key: SeriesKey) -> NParams | None:
     """Effective settings for `key` (its first matching override applied); None if disabled."""
-    merged = config.model_dump(exclude={"overrides"})
-    for override in config.overrides:
-        if matches(key, override.metric, override.labels):
-            for field, value in override.model_dump(exclude={"metric", "labels"}).items():
-                if value is not None:
-                    merged[field] = value
-            break
+    merged = effective_settings(config, key)
     if not merged["enabled"]:
         return None
     blocks = int(merged["blocks"])

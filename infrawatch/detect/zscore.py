@@ -29,7 +29,7 @@ from infrawatch.detect.base import (
     young_text,
 )
 from infrawatch.detect.config import NoveltyConfig, ZScoreConfig
-from infrawatch.detect.match import matches
+from infrawatch.detect.match import effective_settings
 from infrawatch.detect.novelty import novelty_params
 from infrawatch.detect.seasonal import SeasonalRing
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
@@ -129,13 +129,7 @@ def score_of(z: float, threshold: float) -> float:
 def _params(
     config: ZScoreConfig, key: SeriesKey, novelty: NoveltyConfig | None = None
 ) -> ZParams | None:
-    merged = config.model_dump(exclude={"overrides"})
-    for override in config.overrides:
-        if matches(key, override.metric, override.labels):
-            for field, value in override.model_dump(exclude={"metric", "labels"}).items():
-                if value is not None:
-                    merged[field] = value
-            break
+    merged = effective_settings(config, key)
     if not merged["enabled"]:
         return None
     if merged["threshold"] is not None:
