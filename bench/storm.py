@@ -1,8 +1,9 @@
 """Fresh-install alert storm: a first day from empty state, on data with no anomaly.
 
-Usage: python bench/storm.py [--nab DIR] [--series 48] [--interval 10] [--seed 1]
+Usage: python bench/storm.py [--nab DIR] [--series 48] [--interval 10] [--seed 1] [--days 1]
 
-Replays, through detectors built from a fresh `AnalysisConfig` (no restored state), one day of
+Replays, through detectors built from a fresh `AnalysisConfig` (no restored state), the first day
+(or `--days` days of the quiet host) of
   - NAB's artificialNoAnomaly files (DIR/data/artificialNoAnomaly/*.csv, if present): the first
     day of each file, at its own 5-minute sampling;
   - a synthetic quiet host (seeded): `--series` series shaped like a host's CPU, per-core CPU,
@@ -10,8 +11,9 @@ Replays, through detectors built from a fresh `AnalysisConfig` (no restored stat
     a daily rhythm, noise and (for the counters) bursts, sampled every `--interval` seconds,
     starting at a random time of day;
 and counts the firing changes (what would page someone) per 100 series per day, for:
-  - before: the previous default set (threshold + zscore + novelty, no confidence by history);
-  - no confidence: today's default set with confidence by history off;
+  - before: the first version's default set (threshold + zscore + novelty, no confidence by
+    history, novelty scoring from `min_history` samples on);
+  - young settings off: today's default set with confidence by history and novelty's `min_age` off;
   - default: today's default set.
 """
 
@@ -41,11 +43,14 @@ Series = tuple[str, tuple[tuple[str, str], ...], list[tuple[float, float]]]
 def variants() -> dict[str, AnalysisConfig]:
     """The configurations compared: before, default without confidence, default."""
     off = {"confidence_samples": 0, "confidence": 0}
+    novelty_off = {**off, "min_age": 0}
     return {
         "before (no ART, no confidence)": AnalysisConfig.model_validate(
-            {"zscore": off, "novelty": off, "art": {"enabled": False}}
+            {"zscore": off, "novelty": novelty_off, "art": {"enabled": False}}
         ),
-        "default, confidence off": AnalysisConfig.model_validate({"zscore": off, "novelty": off}),
+        "default, young settings off": AnalysisConfig.model_validate(
+            {"zscore": off, "novelty": novelty_off}
+        ),
         "default": AnalysisConfig(),
     }
 
@@ -65,11 +70,11 @@ def nab_series(root: Path) -> list[Series]:
     return out
 
 
-def quiet_host(n: int, interval: float, seed: int) -> list[Series]:
-    """`n` host-like series over one day: daily rhythm + noise, no anomaly."""
+def quiet_host(n: int, interval: float, seed: int, days: float = 1.0) -> list[Series]:
+    """`n` host-like series over `days` days: daily rhythm + noise, no anomaly."""
     rng = random.Random(seed)
     start = 1_767_225_600.0 + rng.uniform(0.0, DAY)  # a fresh install starts at any hour
-    steps = int(DAY / interval)
+    steps = int(days * DAY / interval)
     kinds = ["cpu", "core", "memory", "filesystem", "disk", "network", "load", "procs", "latency"]
     out: list[Series] = []
     for i in range(n):
@@ -151,12 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--series", type=int, default=48)
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--days", type=float, default=1.0, help="days of the quiet host")
     args = parser.parse_args(argv)
     sources = {
         "NAB artificialNoAnomaly (first day)": nab_series(args.nab),
-        f"quiet host ({args.series} series, {args.interval:g} s, seed {args.seed})": quiet_host(
-            args.series, args.interval, args.seed
-        ),
+        f"quiet host ({args.series} series, {args.interval:g} s, seed {args.seed}, "
+        f"{args.days:g} d)": quiet_host(args.series, args.interval, args.seed, args.days),
     }
     for source, series in sources.items():
         if not series:

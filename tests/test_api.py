@@ -183,7 +183,8 @@ def _detectors(points: dict[SeriesKey, list[tuple[float, float]]]) -> list[Detec
     novelty = NoveltyDetector(NoveltyConfig())
     threshold = ThresholdDetector([RULE, OTHER_RULE])
     for series in (CPU0, CPU1):
-        for t, v in points[series][-2000:]:
+        # 25 h of 10 s samples: past novelty's first day, when it starts to judge (and band).
+        for t, v in points[series][-9000:]:
             sample = Sample(series[0], v, t, series[1])
             for d in (zscore, novelty, threshold):
                 d.observe(sample)

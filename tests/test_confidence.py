@@ -64,8 +64,24 @@ def test_fast_sampling_is_young_by_time_not_by_sample_count() -> None:
     values.append(11.2)
     config = NoveltyConfig(seasonal=False, median_weight=0)
     assert firing(feed(NoveltyDetector(config), values, step=10.0)) == []
-    samples_only = NoveltyConfig(seasonal=False, median_weight=0, confidence=0)
+    samples_only = NoveltyConfig(seasonal=False, median_weight=0, confidence=0, min_age=0)
     assert firing(feed(NoveltyDetector(samples_only), values, step=10.0)) == [3000]
+
+
+def test_novelty_judges_nothing_before_one_season_of_history() -> None:
+    # 3000 samples at 10 s (8 h 20 m): past min_history, but the range has not seen a whole day.
+    values = uniform(3000)
+    values.append(20.0)  # five widths beyond the [9, 11] range
+    unscaled = novelty(**OFF)
+    assert unscaled.config.min_age == 86400.0
+    assert firing(feed(unscaled, values, step=10.0)) == []
+    assert unscaled.band(("m", ())) is None
+    assert firing(feed(novelty(**OFF, min_age=0), values, step=10.0)) == [3000]
+    # Once the series is a day old (8640 samples at 10 s), the same excursion fires.
+    values = uniform(8700)
+    values.append(20.0)
+    aged = novelty(**OFF)
+    assert firing(feed(aged, values, step=10.0)) == [8700]
 
 
 def test_a_young_series_z_is_scaled_and_says_so() -> None:

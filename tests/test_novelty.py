@@ -41,6 +41,19 @@ def test_new_maximum_fires_once_per_excursion_with_readable_evidence() -> None:
     assert "% of the range)" in a.summary
 
 
+def test_a_series_that_fired_stays_quiet_for_a_refractory_period() -> None:
+    # Fired, resolved, then a stronger excursion 20 samples later: the same flapping episode, not
+    # a second alert. Past the period (72 samples and 6 h at 5-minute samples) a new one fires.
+    values = uniform(1000)
+    values[800] = 12.0
+    values[820] = 14.0  # beats the first peak but falls inside its refractory period
+    values[960] = 16.0  # two periods later
+    settings = {"seasonal": False, "median_weight": 0, "confidence_samples": 0, "confidence": 0}
+    changes = feed(NoveltyDetector(NoveltyConfig.model_validate(settings)), values)
+    assert firing(changes) == [800, 960]
+    assert [i for i, a in changes if a.status == "resolved"] == [801, 961]
+
+
 def test_a_repeat_of_an_old_extreme_within_the_history_does_not_fire() -> None:
     values = uniform(1500, seed=4)
     values[500] = 25.0  # after min_history: fires

@@ -212,7 +212,7 @@ class PerSeriesDetector(Generic[S]):
 
 
 class RefractoryState(Protocol):
-    """The per-series fields a refractory period keeps (novelty and ART share the rule)."""
+    """The per-series fields a refractory period keeps (novelty, ART and Z share the rule)."""
 
     peak_prev: float
     peak_cur: float
@@ -220,13 +220,23 @@ class RefractoryState(Protocol):
     block_end_ts: float
 
 
+def counts(raw: float, peak: float) -> float:
+    """`raw` if it counts against the refractory period's `peak` (both scores in [0, 1]), else 0.
+
+    A score counts only if it beats every score of the period, and nothing counts once the
+    period has reached the firing point (0.5): one excursion fires once, and a series that has
+    just fired does not fire again for a refractory period, however its excursion grows. Its
+    alert is still open meanwhile; what is held back is a second alert for a flapping series."""
+    return raw if raw > peak and peak < 0.5 else 0.0
+
+
 def refractory_score(
     st: RefractoryState, raw: float, n: int, ts: float, samples: int, seconds: float
 ) -> float:
-    """`raw` if it beats every score of the last refractory period, else 0.0; records `raw`.
+    """`raw` if it counts against the last refractory period (`counts`), else 0.0; records `raw`.
 
     The period is `samples` samples and `seconds` seconds (both must pass); `n` is the series'
-    sample count and `ts` the sample's epoch seconds. A repeat of the same excursion scores 0."""
+    sample count and `ts` the sample's epoch seconds."""
     if n >= st.block_end_n and ts >= st.block_end_ts:
         expired = n >= st.block_end_n + samples and ts >= st.block_end_ts + seconds
         st.peak_prev = 0.0 if expired else st.peak_cur
@@ -236,4 +246,4 @@ def refractory_score(
     peak = st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
     if raw > st.peak_cur:
         st.peak_cur = raw
-    return raw if raw > peak else 0.0
+    return raw if raw > peak and peak < 0.5 else 0.0

@@ -190,6 +190,7 @@ class NoveltyOverride(_Model):
     history: SecondsOrZero | None = None
     history_samples: int | None = Field(None, ge=1)
     min_history: int | None = Field(None, ge=1)
+    min_age: SecondsOrZero | None = None
     median_samples: int | None = Field(None, ge=1, le=1000)
     median_weight: float | None = Field(None, ge=0)
     seasonal: bool | None = None
@@ -213,8 +214,11 @@ class NoveltyConfig(_Model):
     history_samples: int = Field(5000, ge=1)
     # Blocks the history is kept in (memory per feature: 3 floats per block).
     blocks: int = Field(20, ge=2, le=1000)
-    # Samples a feature needs before it is scored.
+    # Samples a feature needs before it is scored, and the age (seconds since the series' first
+    # sample) it needs: one season, since a range younger than a whole day has not yet seen the
+    # day's own peak. Both must pass.
     min_history: int = Field(300, ge=1)
+    min_age: SecondsOrZero = 86400.0
     median_samples: int = Field(24, ge=1, le=1000)
     median_weight: float = Field(1.0, ge=0)
     seasonal: bool = True

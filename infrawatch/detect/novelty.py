@@ -19,6 +19,7 @@ Score = e / (e + threshold) for the weighted exceedance e: 0.5 exactly at the th
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ class NParams:
     block_seconds: float
     blocks: int
     min_history: int
+    min_age: float
     median: int
     weights: tuple[float, float, float]
     seasonal: bool
@@ -63,84 +65,114 @@ class NParams:
 
 
 class _Range:
-    """Min/max of one feature over the last `blocks` closed blocks plus the open one."""
+    """Min/max of one feature over the last `blocks` closed blocks plus the open one.
+
+    `lo`/`hi` always cover everything retained (closed blocks and the open one), so scoring a
+    value is two comparisons; the closed blocks' min/max is recomputed only when the oldest block
+    drops out (once per block, O(blocks))."""
 
     __slots__ = (
+        "block_samples",
+        "block_seconds",
+        "blocks",
+        "closed_hi",
+        "closed_lo",
         "cur_hi",
         "cur_lo",
         "cur_n",
         "cur_start",
-        "hi_all",
+        "hi",
         "his",
-        "lo_all",
+        "lo",
         "los",
+        "min_history",
         "n",
         "starts",
+        "was",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, p: NParams) -> None:
+        self.block_samples = p.block_samples
+        self.block_seconds = p.block_seconds
+        self.blocks = p.blocks
+        self.min_history = p.min_history
         self.los: deque[float] = deque()
         self.his: deque[float] = deque()
         self.starts: deque[float] = deque()
-        self.lo_all = math.inf  # over the closed blocks
-        self.hi_all = -math.inf
+        self.closed_lo = math.inf
+        self.closed_hi = -math.inf
+        self.lo = math.inf  # over the closed blocks and the open one
+        self.hi = -math.inf
         self.cur_lo = math.inf
         self.cur_hi = -math.inf
         self.cur_n = 0
         self.cur_start = 0.0
         self.n = 0
+        self.was = (math.inf, -math.inf, 0.0)  # (lo, hi, since) before the last exceedance
 
-    def add(self, x: float, ts: float, p: NParams) -> None:
-        """Add a value; close the block when it is long enough in samples and in time."""
+    def push(self, x: float, ts: float) -> float:
+        """Add a value seen at `ts` (epoch seconds); return how far it lay outside the range
+        before, as a fraction of the range's width (0.0 inside, or before `min_history`)."""
+        e = 0.0
         if self.cur_n == 0:
             self.cur_start = ts
-        if x < self.cur_lo:
-            self.cur_lo = x
-        if x > self.cur_hi:
+            self.cur_lo = self.cur_hi = x
+        elif x > self.cur_hi:
             self.cur_hi = x
+        elif x < self.cur_lo:
+            self.cur_lo = x
+        if x > self.hi:
+            if self.n >= self.min_history:
+                e = exceedance(x, self.lo, self.hi)
+                self.was = (self.lo, self.hi, self.since())
+            self.hi = x
+        if x < self.lo:
+            if self.n >= self.min_history:
+                e = exceedance(x, self.lo, self.hi)
+                self.was = (self.lo, self.hi, self.since())
+            self.lo = x
         self.cur_n += 1
         self.n += 1
-        if self.cur_n >= p.block_samples and ts - self.cur_start >= p.block_seconds:
-            self._close(p)
+        if self.cur_n >= self.block_samples and ts - self.cur_start >= self.block_seconds:
+            self._close()
+        return e
 
-    def _close(self, p: NParams) -> None:
+    def _close(self) -> None:
         """Close the open block and drop the oldest beyond `blocks`."""
         self.los.append(self.cur_lo)
         self.his.append(self.cur_hi)
         self.starts.append(self.cur_start)
-        if len(self.los) > p.blocks:
+        if len(self.los) > self.blocks:
             self.los.popleft()
             self.his.popleft()
             self.starts.popleft()
-            self.lo_all = min(self.los)
-            self.hi_all = max(self.his)
+            self.closed_lo = min(self.los)
+            self.closed_hi = max(self.his)
         else:
-            self.lo_all = min(self.lo_all, self.cur_lo)
-            self.hi_all = max(self.hi_all, self.cur_hi)
+            self.closed_lo = min(self.closed_lo, self.cur_lo)
+            self.closed_hi = max(self.closed_hi, self.cur_hi)
+        self.lo = self.closed_lo
+        self.hi = self.closed_hi
         self.cur_lo = math.inf
         self.cur_hi = -math.inf
         self.cur_n = 0
 
-    def add_span(
-        self, lo: float, hi: float, count: int, first: float, last: float, p: NParams
-    ) -> None:
+    def add_span(self, lo: float, hi: float, count: int, first: float, last: float) -> None:
         """Fold in `count` values within [lo, hi] seen over [first, last] (restore from rollups)."""
         if self.cur_n == 0:
             self.cur_start = first
-        if lo < self.cur_lo:
-            self.cur_lo = lo
-        if hi > self.cur_hi:
-            self.cur_hi = hi
+        self.cur_lo = min(self.cur_lo, lo)
+        self.cur_hi = max(self.cur_hi, hi)
+        self.lo = min(self.lo, lo)
+        self.hi = max(self.hi, hi)
         self.cur_n += count
         self.n += count
-        if self.cur_n >= p.block_samples and last - self.cur_start >= p.block_seconds:
-            self._close(p)
+        if self.cur_n >= self.block_samples and last - self.cur_start >= self.block_seconds:
+            self._close()
 
     def bounds(self) -> tuple[float, float]:
         """(min, max) over the whole retained history."""
-        lo = self.lo_all if self.lo_all < self.cur_lo else self.cur_lo
-        hi = self.hi_all if self.hi_all > self.cur_hi else self.cur_hi
-        return lo, hi
+        return self.lo, self.hi
 
     def since(self) -> float:
         """Start time of the oldest retained block."""
@@ -158,6 +190,7 @@ class _NState:
         "exceed",
         "interval",
         "last_ts",
+        "oldest",
         "p",
         "peak_cur",
         "peak_prev",
@@ -175,9 +208,12 @@ class _NState:
 
     def __init__(self, p: NParams) -> None:
         self.p = p
-        self.ranges = (_Range(), _Range(), _Range())
-        self.recent: deque[float] = deque()
-        self.sorted_recent: list[float] = []
+        self.ranges = (_Range(p), _Range(p), _Range(p))
+        # The median's window as a ring and a sorted copy, in flat arrays of doubles: with
+        # thousands of series, boxed floats scattered over the heap cost a cache miss each.
+        self.recent = array("d")
+        self.sorted_recent = array("d")
+        self.oldest = 0  # index in `recent` of the oldest value once the window is full
         self.ring = SeasonalRing(p.slot_width, p.slots) if p.seasonal else None
         self.peak_prev = 0.0
         self.peak_cur = 0.0
@@ -205,6 +241,7 @@ def novelty_params(config: NoveltyConfig, key: SeriesKey) -> NParams | None:
         block_seconds=float(merged["history"]) / blocks,
         blocks=blocks,
         min_history=int(merged["min_history"]),
+        min_age=float(merged["min_age"]),
         median=int(merged["median_samples"]),
         weights=(1.0, float(merged["median_weight"]), float(merged["seasonal_weight"])),
         seasonal=bool(merged["seasonal"]) and float(merged["seasonal_weight"]) > 0,
@@ -289,15 +326,15 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             st.born = history[0].ts + width
         for b in history:
             end = b.ts + width
-            value.add_span(b.min, b.max, b.count, b.ts, end, p)
-            median.add_span(b.min, b.max, b.count, b.ts, end, p)
+            value.add_span(b.min, b.max, b.count, b.ts, end)
+            median.add_span(b.min, b.max, b.count, b.ts, end)
             if p.seasonal:
                 # A change is a value minus an earlier one of its slot: today's or a season ago.
                 ago = by_ts.get(b.ts - season)
                 ago_lo, ago_hi = (ago.min, ago.max) if ago is not None else (seen_lo, seen_hi)
                 lo = b.min - max(b.max, ago_hi)
                 hi = b.max - min(b.min, ago_lo)
-                change.add_span(lo, hi, b.count, b.ts, end, p)
+                change.add_span(lo, hi, b.count, b.ts, end)
             seen_lo = min(seen_lo, b.min)
             seen_hi = max(seen_hi, b.max)
         if st.ring is not None:
@@ -325,9 +362,10 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
 
     def band(self, key: SeriesKey) -> tuple[float, float, str] | None:
         """(lower, upper, text): the range of values the series covered over its history, which
-        a value must leave to score; None until `min_history` samples (or if disabled)."""
+        a value must leave to score; None until `min_history` samples and `min_age` seconds (or if
+        disabled)."""
         st = self._series.get(key)
-        if st is None or st.ranges[0].n < st.p.min_history:
+        if st is None or st.ranges[0].n < st.p.min_history or st.last_ts - st.born < st.p.min_age:
             return None
         lo, hi = st.ranges[0].bounds()
         span = _span(st.last_ts - st.ranges[0].since())
@@ -352,37 +390,39 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             st.last_ts = ts
         if ts < st.born:
             st.born = ts
-        # Features: the value, the rolling median, the seasonal change.
+        # Features: the value, the rolling median, the seasonal change (the value's weight is 1).
+        ranges = st.ranges
+        best = ranges[0].push(x, ts)
+        best_f = 0 if best > 0.0 else -1
+        best_v = x
         recent = st.recent
         srt = st.sorted_recent
-        recent.append(x)
+        if len(recent) < p.median:
+            recent.append(x)
+        else:
+            i = st.oldest
+            del srt[bisect_left(srt, recent[i])]
+            recent[i] = x
+            st.oldest = i + 1 if i + 1 < p.median else 0
         insort(srt, x)
-        if len(recent) > p.median:
-            del srt[bisect_left(srt, recent.popleft())]
-        med = srt[len(srt) // 2] if len(recent) == p.median else NAN
-        change = NAN
+        if len(srt) == p.median:
+            med = srt[p.median // 2]
+            e = ranges[1].push(med, ts) * p.weights[1]
+            if e > best:
+                best, best_f, best_v = e, 1, med
         ring = st.ring
         if ring is not None:
             change = ring.change(ts, x)
-        best = 0.0
-        best_f = -1
-        ranges = st.ranges
-        weights = p.weights
-        feats = (x, med, change)
-        for f in range(3):
-            v = feats[f]
-            if v != v:
-                continue
-            r = ranges[f]
-            if r.n >= p.min_history:
-                lo, hi = r.bounds()
-                if v > hi or v < lo:
-                    e = exceedance(v, lo, hi) * weights[f]
-                    if e > best:
-                        best = e
-                        best_f = f
-                        st.evidence = (f, v, lo, hi, r.since())
-            r.add(v, ts, p)
+            if change == change:  # NaN until a season has passed
+                e = ranges[2].push(change, ts) * p.weights[2]
+                if e > best:
+                    best, best_f, best_v = e, 2, change
+        if best_f >= 0:
+            lo, hi, since = ranges[best_f].was
+            st.evidence = (best_f, best_v, lo, hi, since)
+        if best > 0.0 and ts - st.born < p.min_age:
+            best = 0.0  # too young to judge: the range has not yet covered one season
+            best_f = -1
         if best > 0.0 and (p.confidence_samples or p.confidence_seconds):
             # A young series has not yet seen its own ordinary range: scale its evidence.
             conf = confidence(ranges[0].n, ts - st.born, p.confidence_samples, p.confidence_seconds)
