@@ -15,14 +15,14 @@ def build_detectors(config: AnalysisConfig) -> list[Detector]:
     detectors: list[Detector] = []
     if config.threshold:
         detectors.append(ThresholdDetector(config.threshold))
-    if config.zscore.enabled:
-        beside = config.novelty if config.novelty.enabled else None
-        detectors.append(ZScoreDetector(config.zscore, beside))
+    # Z-score and ART share novelty's refractory period: one episode, one alert.
     novelty = NoveltyDetector(config.novelty) if config.novelty.enabled else None
+    if config.zscore.enabled:
+        beside = config.novelty if novelty is not None else None
+        detectors.append(ZScoreDetector(config.zscore, beside, novelty))
     if novelty is not None:
         detectors.append(novelty)
     if config.art.enabled:
-        # After novelty: ART counts only if it beats novelty's refractory peak (one period).
         detectors.append(ArtDetector(config.art, novelty))
     return detectors
 

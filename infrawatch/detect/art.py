@@ -30,12 +30,18 @@ O(1) per sample otherwise.
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
 
-from infrawatch.detect.base import BELOW_HALF, PerSeriesDetector, refractory_score
+from infrawatch.detect.base import (
+    BELOW_HALF,
+    PerSeriesDetector,
+    Refractory,
+    counts,
+    refractory_score,
+)
 from infrawatch.detect.config import ArtConfig
 from infrawatch.detect.match import effective_settings
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
@@ -52,18 +58,6 @@ SQRT_HALF = math.sqrt(0.5)
 # Sign of the Haar detail coefficient: -1 = (later − earlier) / √2. Measured on NAB (35 files):
 # ART alone 61.9 with -1, 56.6 with +1; the default set 69.0 against 68.6.
 HAAR_SIGN = -1.0
-
-
-class Refractory(Protocol):
-    """The detector whose refractory period this one shares (range novelty)."""
-
-    def refractory_peak(self, key: SeriesKey) -> float:
-        """Highest raw score of the current refractory period for `key` (0.0 if none)."""
-        ...
-
-    def note_peak(self, key: SeriesKey, raw: float) -> None:
-        """Count a raw score of another detector in `key`'s refractory period."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +122,16 @@ E1 = 16 * (DIM - 1)  # shift of the newest scaled value's lane (the "energy" dim
 E2 = 16 * (2 * DIM - 1)  # and of its complement
 
 
+_PACK = struct.Struct(f"<{LANES}H")  # the lanes, little-endian: lane i at bits 16·i
+
+
 def features(window: list[float]) -> int:
     """Complement-coded feature vector of the last 8 scaled step values, each quantised to 1/255
     and packed in a 16-bit lane of one int: the fuzzy AND of two vectors is then a few big-int
     operations (see `fuzzy_and`) rather than a Python loop, and a category costs ~100 bytes."""
     fw = _unit(haar(_unit(window)))
     q = [round(v * 255.0) for v in fw + window]
-    lanes = q + [255 - v for v in q]
-    return int.from_bytes(bytes(b for v in lanes for b in (v, 0)), "little")
+    return int.from_bytes(_PACK.pack(*q, *[255 - v for v in q]), "little")
 
 
 def fuzzy_and(a: int, b: int) -> int:
@@ -152,11 +148,15 @@ def lane_sum(v: int) -> int:
 class _Art:
     """The dual-vigilance fuzzy ART of one series: categories, vigilance, match statistics."""
 
-    __slots__ = ("cats", "last_used", "norms", "rho_lb", "rho_ub", "step")
+    __slots__ = ("cats", "e1", "e2", "last_used", "norms", "rho_lb", "rho_ub", "step")
 
     def __init__(self, rho: float) -> None:
         self.cats: list[int] = []
+        # Per category: its lane sum, and its two energy lanes (newest value and complement),
+        # kept beside the packed vector so a match does not extract them again.
         self.norms: list[int] = []
+        self.e1: list[int] = []
+        self.e2: list[int] = []
         self.last_used: list[int] = []
         self.rho_lb = rho
         self.rho_ub = rho
@@ -171,16 +171,25 @@ class _Art:
         resonant: list[tuple[int, int]] = []
         x1 = (x >> E1) & 0xFF
         x2 = (x >> E2) & 0xFF
+        xg = x | GUARD
         norms = self.norms
+        e1 = self.e1
+        e2 = self.e2
         for j, w in enumerate(self.cats):
-            ge = (((x | GUARD) - w) & GUARD) >> 8
+            w1 = e1[j]
+            w2 = e2[j]
+            we = w1 + w2
+            es = ((x1 if x1 < w1 else w1) + (x2 if x2 < w2 else w2)) / we if we else 0.0
+            # The match fs³·es² is at most es² (fs <= 1), in floats too (rounding is monotonic):
+            # a category that can neither beat the best match nor resonate is skipped before
+            # the big-int work, with the same outcome.
+            ee = es * es
+            if ee <= best and ee < ub:
+                continue
+            ge = ((xg - w) & GUARD) >> 8  # fuzzy_and(x, w), inlined
             em = x ^ ((x ^ w) & (ge * 0xFF))
             nw = norms[j]
             fs = (em % LANE_MAX) / nw if nw else 0.0
-            w1 = (w >> E1) & 0xFF
-            w2 = (w >> E2) & 0xFF
-            we = w1 + w2
-            es = ((x1 if x1 < w1 else w1) + (x2 if x2 < w2 else w2)) / we if we else 0.0
             m = fs * fs * fs * es * es
             if m > best:
                 best = m
@@ -189,23 +198,28 @@ class _Art:
                 resonant.append((j, em))
         if resonant:
             for j, em in resonant:  # fast learning: every resonating category shrinks onto x
-                self.cats[j] = em
-                norms[j] = em % LANE_MAX
-                self.last_used[j] = self.step
+                self._set(j, em)
             return False, best, best_e
         self._add(x, cap)
         return best < self.rho_lb, best, best_e
 
+    def _set(self, j: int, w: int) -> None:
+        """Category j becomes w (it resonated, or replaces an evicted one)."""
+        self.cats[j] = w
+        self.norms[j] = w % LANE_MAX
+        self.e1[j] = (w >> E1) & 0xFF
+        self.e2[j] = (w >> E2) & 0xFF
+        self.last_used[j] = self.step
+
     def _add(self, x: int, cap: int) -> None:
         """Add a category; past the cap replace the least recently resonating one."""
         if len(self.cats) >= cap:
-            j = min(range(len(self.cats)), key=self.last_used.__getitem__)
-            self.cats[j] = x
-            self.norms[j] = lane_sum(x)
-            self.last_used[j] = self.step
+            self._set(min(range(len(self.cats)), key=self.last_used.__getitem__), x)
             return
         self.cats.append(x)
         self.norms.append(lane_sum(x))
+        self.e1.append((x >> E1) & 0xFF)
+        self.e2.append((x >> E2) & 0xFF)
         self.last_used.append(self.step)
 
 
@@ -251,7 +265,7 @@ class _AState:
 
     def __init__(self, p: AParams) -> None:
         self.p = p
-        self.n = 0  # raw samples
+        self.n = 0  # raw samples in closed steps
         self.steps = 0  # completed steps
         self.st_n = 0
         self.st_sum = 0.0
@@ -305,6 +319,7 @@ class ArtDetector(PerSeriesDetector[_AState]):
         """`shared`: the detector whose refractory period this one shares (range novelty)."""
         self.config = config
         self.shared = shared
+        self._shared_params: dict[AParams, AParams] = {}
         super().__init__()
 
     def history_seconds(self) -> float:
@@ -338,27 +353,31 @@ class ArtDetector(PerSeriesDetector[_AState]):
             st = self._series[key]
         except KeyError:
             params = art_params(self.config, key)
+            if params is not None:
+                # One shared AParams per distinct setting: read for every sample, it stays in
+                # the CPU cache.
+                params = self._shared_params.setdefault(params, params)
             st = self._series[key] = _AState(params) if params is not None else None
         if st is None or x - x != 0.0:
             return []
-        p = st.p
-        st.n += 1
-        if st.st_n == 0:
-            st.st_start = ts
-        st.st_n += 1
+        # Most samples (180 of 181 at 10 s) only join the open step: this path is kept to a few
+        # field updates. The sample count `n` and the learning period's raw range are brought
+        # up to date when the step closes (`_step`), from the step's own count, min and max.
+        n = st.st_n + 1
+        st.st_n = n
         st.st_sum += x
-        if x < st.st_lo:
+        if n == 1:
+            st.st_start = ts
             st.st_lo = x
-        if x > st.st_hi:
             st.st_hi = x
-        if st.learn is not None:
-            if x < st.raw_lo:
-                st.raw_lo = x
-            if x > st.raw_hi:
-                st.raw_hi = x
-        if st.st_n < p.step_samples or ts - st.st_start < p.step_seconds:
-            # Mid-step (180 of 181 samples at 10 s): nothing to score, and the match, which
-            # decides resolving, only changes at a step's end.
+        elif x < st.st_lo:
+            st.st_lo = x
+        elif x > st.st_hi:  # (lo <= hi: x cannot be beyond both)
+            st.st_hi = x
+        p = st.p
+        if n < p.step_samples or ts - st.st_start < p.step_seconds:
+            # Mid-step: nothing to score, and the match, which decides resolving, only changes
+            # at a step's end.
             st.score = 0.0
             return []
         return self._decide(key, sample, st, self._step(st))
@@ -369,6 +388,12 @@ class ArtDetector(PerSeriesDetector[_AState]):
         mean = st.st_sum / st.st_n
         hi = st.st_hi
         lo = st.st_lo
+        st.n += st.st_n
+        if st.learn is not None:  # every sample of the learning period is in one of its steps
+            if lo < st.raw_lo:
+                st.raw_lo = lo
+            if hi > st.raw_hi:
+                st.raw_hi = hi
         st.st_n = 0
         st.st_sum = 0.0
         st.st_lo = math.inf
@@ -501,7 +526,7 @@ class ArtDetector(PerSeriesDetector[_AState]):
         raw = art_score(raw_art, p.threshold)
         if self.shared is not None:
             peak = self.shared.refractory_peak(key)
-            score = raw if raw > peak else 0.0
+            score = counts(raw, peak)
             if raw > 0.0:
                 self.shared.note_peak(key, raw)
         else:

@@ -220,6 +220,18 @@ class RefractoryState(Protocol):
     block_end_ts: float
 
 
+class Refractory(Protocol):
+    """The detector whose refractory period others share (range novelty)."""
+
+    def refractory_peak(self, key: SeriesKey) -> float:
+        """Highest score in [0, 1] of the current refractory period for `key` (0.0 if none)."""
+        ...
+
+    def note_peak(self, key: SeriesKey, raw: float) -> None:
+        """Count another detector's score in [0, 1] in `key`'s refractory period."""
+        ...
+
+
 def counts(raw: float, peak: float) -> float:
     """`raw` if it counts against the refractory period's `peak` (both scores in [0, 1]), else 0.
 

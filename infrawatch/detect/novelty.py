@@ -39,7 +39,8 @@ from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey
 from infrawatch.storage.rollup import Bucket
 from infrawatch.units import format_duration
 
-NAN = float("nan")
+NEG_INF = -math.inf
+NEG_INF = -math.inf
 FEATURES = ("value", "median", "seasonal_change")
 
 
@@ -384,9 +385,10 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
         if st is None or x - x != 0.0:  # disabled, or NaN/±inf (it would poison the ranges)
             return []
         p = st.p
-        if ts > st.last_ts:
-            if st.last_ts > -math.inf:
-                st.interval = ts - st.last_ts
+        last = st.last_ts
+        if ts > last:
+            if last > NEG_INF:
+                st.interval = ts - last
             st.last_ts = ts
         if ts < st.born:
             st.born = ts
@@ -433,7 +435,10 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             raw = BELOW_HALF
         # Refractory: a detection counts only if it beats every score of the last period.
         n = ranges[0].n
-        score = refractory_score(st, raw, n, ts, p.refractory_samples, p.refractory_seconds)
+        if raw == 0.0 and (n < st.block_end_n or ts < st.block_end_ts):
+            score = 0.0  # the usual case: nothing to record, and the period is still running
+        else:
+            score = refractory_score(st, raw, n, ts, p.refractory_samples, p.refractory_seconds)
         st.score = score
         st.exceed = best
         if score >= 0.5 and not st.anomalous and best_f >= 0:

@@ -190,7 +190,10 @@ class ThresholdDetector:
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Advance every matching rule; return firing/resolved changes."""
         key = (sample.name, sample.labels)
-        states = self._states(key)
+        # Most series match no rule: one dict lookup and out (the method call only on a miss).
+        states = self._series.get(key)
+        if states is None:
+            states = self._states(key)
         if not states:
             return []
         value = sample.value

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from math import exp, sqrt
 
 from infrawatch.detect.base import (
     BELOW_HALF,
     PerSeriesDetector,
+    Refractory,
     calibrated,
     confidence,
+    counts,
     young_text,
 )
 from infrawatch.detect.config import NoveltyConfig, ZScoreConfig
@@ -62,19 +65,21 @@ class ZParams:
     resolve_z: float
     confidence_samples: int = 0
     confidence_seconds: float = 0.0
+    scaled: bool = False  # either part of the confidence by history is on
 
 
 class _ZState:
     """Per-series state; __slots__ keeps it small (see bench/detect_throughput.py)."""
 
     __slots__ = (
+        "a_exp",
         "anomalous",
         "block_end",
         "born",
-        "conf",
         "dmean",
         "dn",
         "dvar",
+        "floor",
         "interval",
         "last_ts",
         "last_x",
@@ -100,12 +105,16 @@ class _ZState:
         self.n = 1
         self.last_ts = ts
         self.born = ts  # restore replays raw samples, so a restored series is not young
-        self.conf = 1.0
         self.last_x = x
-        self.interval = 0.0
+        self.interval = 0.0  # the last positive time step, seconds
+        # 1 - e^(-interval/window): samples come at a steady rate, so the exponential is computed
+        # once per change of interval, not per sample.
+        self.a_exp = 0.0
         self.mean = x
         self.var = 0.0
         self.quant = math.inf
+        # The spread's floor, max(quant, min_std), kept with `quant` (which rarely changes).
+        self.floor = p.min_std if p.min_std > 0.0 else 0.0
         self.ring: SeasonalRing | None = None
         if p.seasonal:
             self.ring = SeasonalRing(p.slot_width, p.slots)
@@ -151,6 +160,7 @@ def _params(
         resolve_z=threshold * float(merged["resolve_ratio"]),
         confidence_samples=int(merged["confidence_samples"]),
         confidence_seconds=float(merged["confidence"]),
+        scaled=bool(int(merged["confidence_samples"]) or float(merged["confidence"])),
     )
 
 
@@ -159,11 +169,19 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
 
     name = "zscore"
 
-    def __init__(self, config: ZScoreConfig, novelty: NoveltyConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: ZScoreConfig,
+        novelty: NoveltyConfig | None = None,
+        shared: Refractory | None = None,
+    ) -> None:
         """`novelty`: the config of the novelty detector running beside this one, if any (it
-        decides the automatic threshold per series)."""
+        decides the automatic threshold per series); `shared`: that detector, whose refractory
+        period this one shares."""
         self.config = config
         self.novelty = novelty
+        self.shared = shared
+        self._shared: dict[ZParams, ZParams] = {}
         super().__init__()
 
     def history_seconds(self) -> float:
@@ -196,47 +214,57 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
 
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample, update the baseline, return a firing/resolved change if any."""
-        key = (sample.name, sample.labels)
+        # This runs for every sample of every series: fields are read once into locals, the
+        # exponential and the spread floor are cached on the state, and the usual sample (no
+        # change of interval or quantum, an old enough series) calls nothing but sqrt and the
+        # seasonal ring. Every float operation is the one the straightforward form would do, in
+        # the same order: scores are bit-identical (bench/nab.py, docs/benchmarks.md).
         x = sample.value
-        ts = sample.ts
         if x - x != 0.0:  # NaN or ±inf: no z, and it must not seed or move the baseline
             return []
+        ts = sample.ts
+        key = (sample.name, sample.labels)
         try:
             st = self._series[key]
         except KeyError:
             params = _params(self.config, key, self.novelty)
+            if params is not None:
+                # One shared ZParams per distinct setting: the hot path reads them for every
+                # sample, and one object for all series stays in the CPU cache.
+                params = self._shared.setdefault(params, params)
             self._series[key] = _ZState(params, ts, x) if params is not None else None
             return []
         if st is None:  # disabled series
             return []
         p = st.p
+        # A duplicate or out-of-order timestamp is weighed like a regular sample (the last
+        # positive step): the step weight `a` always belongs to `interval`.
         dt = ts - st.last_ts
-        if dt > 0.0:
-            st.interval = dt
-        else:
-            # Duplicate or out-of-order timestamp: weigh it like a regular sample.
-            dt = st.interval
-        st.last_ts = ts if ts > st.last_ts else st.last_ts
+        if dt > 0.0:  # (exactly when ts > last_ts)
+            st.last_ts = ts
+            if dt != st.interval:
+                st.interval = dt
+                st.a_exp = 1.0 - exp(-dt / p.window)
+        a = st.a_exp
         step = x - st.last_x
         if step < 0.0:
             step = -step
         if 0.0 < step < st.quant:
             st.quant = step
+            st.floor = p.min_std if p.min_std > step else step
         st.last_x = x
         n = st.n = st.n + 1
-        a = 1.0 - math.exp(-dt / p.window) if dt > 0.0 else 0.0
         # Until the window holds ~n samples, weigh all samples equally (an expanding mean): a
         # fast-sampled series would otherwise start with a near-zero spread and fire at once.
         if a < 1.0 / n:
             a = 1.0 / n
-        floor = st.quant if st.quant < math.inf else 0.0
-        if p.min_std > floor:
-            floor = p.min_std
-        spread = math.sqrt(st.var)
+        floor = st.floor
+        var = st.var
+        spread = sqrt(var)
         if spread < floor:
             spread = floor
         mean_before = st.mean
-        dmean_before = st.dmean
+        dmean_before = 0.0  # (read below only if the change feature exists: else unused)
         dev = x - mean_before
         z = dev / spread if spread > 0.0 else 0.0
         direction = p.direction
@@ -249,13 +277,15 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             d = ring.change(ts, x)
             if d == d:
                 seasonal_d = d
-                dspread = math.sqrt(st.dvar)
+                dmean_before = st.dmean
+                dvar = st.dvar
+                dspread = sqrt(dvar)
                 if dspread < floor:
                     dspread = floor
-                ddev = d - st.dmean
+                ddev = d - dmean_before
                 zs = ddev / dspread if dspread > 0.0 else 0.0
-                st.dn += 1
-                if st.dn >= p.min_samples:
+                dn = st.dn = st.dn + 1
+                if dn >= p.min_samples:
                     zsa = (
                         (zs if zs > 0 else -zs)
                         if direction == "both"
@@ -272,24 +302,28 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
                     elif ddev < -lim:
                         ddev = -lim
                 # The change feature starts a season late: its own expanding start.
-                ad = a if a > 1.0 / st.dn else 1.0 / st.dn
-                st.dmean += ad * ddev
-                st.dvar = (1.0 - ad) * (st.dvar + ad * ddev * ddev)
+                ad = a if a > 1.0 / dn else 1.0 / dn
+                st.dmean = dmean_before + ad * ddev
+                st.dvar = (1.0 - ad) * (dvar + ad * ddev * ddev)
         lim = WINSOR * spread
         if lim > 0.0:
             if dev > lim:
                 dev = lim
             elif dev < -lim:
                 dev = -lim
-        st.mean += a * dev
-        st.var = (1.0 - a) * (st.var + a * dev * dev)
-        if zbest > 0.0 and (p.confidence_samples or p.confidence_seconds):
-            # A young baseline has not yet seen the series' ordinary swings: scale its z.
-            conf = confidence(n, ts - st.born, p.confidence_samples, p.confidence_seconds)
-            st.conf = conf
-            zbest *= conf
-        raw = zbest / (zbest + p.threshold) if zbest > 0.0 and n >= p.min_samples else 0.0
-        if raw >= 0.5 and zbest < p.threshold:  # rounding: below the threshold never fires
+        st.mean = mean_before + a * dev
+        st.var = (1.0 - a) * (var + a * dev * dev)
+        conf = 1.0
+        if zbest > 0.0 and p.scaled:
+            # A young baseline has not yet seen the series' ordinary swings: scale its z. Full
+            # confidence needs both parts of the history, so an old series skips the call.
+            age = ts - st.born
+            if n < p.confidence_samples or age < p.confidence_seconds:
+                conf = confidence(n, age, p.confidence_samples, p.confidence_seconds)
+                zbest *= conf
+        threshold = p.threshold
+        raw = zbest / (zbest + threshold) if zbest > 0.0 and n >= p.min_samples else 0.0
+        if raw >= 0.5 and zbest < threshold:  # rounding: below the threshold never fires
             raw = BELOW_HALF
         # Suppression: the running maximum over the last one to two `suppress` periods.
         if ts >= st.block_end:
@@ -299,22 +333,29 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
                 st.peak_prev = st.peak_cur
             st.peak_cur = 0.0
             st.block_end = ts + p.suppress
-        peak = st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
-        score = raw if raw > peak else 0.0
-        if raw > st.peak_cur:
+        peak_cur = st.peak_cur
+        score = raw if raw > peak_cur and raw > st.peak_prev else 0.0
+        if raw > peak_cur:
             st.peak_cur = raw
+        if score > 0.0 and self.shared is not None:
+            # One episode, one alert: nothing counts once the shared period reached the firing
+            # point, and what counts enters it (docs/detection.md § Range novelty).
+            score = counts(score, self.shared.refractory_peak(key))
+            if score > 0.0:
+                self.shared.note_peak(key, score)
         st.score = score
         st.z = zsigned
-        if score >= 0.5 and not st.anomalous:
+        anomalous = st.anomalous
+        if score >= 0.5 and not anomalous:
             st.anomalous = True
             status: AnomalyStatus = "firing"
-        elif st.anomalous and zbest < p.resolve_z:
+        elif anomalous and zbest < p.resolve_z:
             st.anomalous = False
             status = "resolved"
         else:
             return []
         baseline = (mean_before, dmean_before, spread)
-        return [self._anomaly(sample, st, score, zsigned, z, seasonal_d, baseline, status)]
+        return [self._anomaly(sample, st, score, zsigned, z, seasonal_d, baseline, conf, status)]
 
     def _anomaly(
         self,
@@ -325,9 +366,11 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
         zlevel: float,
         seasonal_d: float,
         baseline: tuple[float, float, float],
+        conf: float,
         status: AnomalyStatus,
     ) -> Anomaly:
-        """The change with the baseline as it was before this sample: (mean, change mean, σ)."""
+        """The change with the baseline as it was before this sample: (mean, change mean, σ);
+        `conf`: the confidence by history its z was scaled by."""
         p = st.p
         mean, dmean, spread = baseline
         window = format_duration(p.window)
@@ -357,10 +400,10 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             )
         if status == "resolved":
             what = f"back to normal: {what} (resolves below {p.resolve_z:g}σ)"
-        elif st.conf < 1.0:
-            evidence["confidence"] = round(st.conf, 4)
-            evidence["young"] = young_text(st.conf)
-            what = f"{what}; {young_text(st.conf)}, z scaled by {st.conf:.2f}"
+        elif conf < 1.0:
+            evidence["confidence"] = round(conf, 4)
+            evidence["young"] = young_text(conf)
+            what = f"{what}; {young_text(conf)}, z scaled by {conf:.2f}"
         return Anomaly.of(
             sample,
             detector=self.name,
