@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from infrawatch.storage.points import samples
 from infrawatch.storage.read import list_series, open_readonly
-from tests.agentproc import AgentProcess, write_config
+from tests.agentproc import AgentProcess, run_cli, write_config
 from tests.support_scrape import (
     MANY,
     MetricsApp,
@@ -39,16 +38,8 @@ async def query_samples(db: Path, metric: str, **labels: str) -> list[dict[str, 
     args = ["query", "samples", metric, "--db", str(db), "--format", "json", "--since", "1h"]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "infrawatch",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
+    code, out, err = await run_cli(*args)
+    assert code == 0, err
     rows: list[dict[str, Any]] = json.loads(out)
     return rows
 

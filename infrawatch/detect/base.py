@@ -249,6 +249,8 @@ def refractory_score(
 
     The period is `samples` samples and `seconds` seconds (both must pass); `n` is the series'
     sample count and `ts` the sample's epoch seconds."""
+    if raw == 0.0 and (n < st.block_end_n or ts < st.block_end_ts):
+        return 0.0  # the usual case: nothing to record, and the period is still running
     if n >= st.block_end_n and ts >= st.block_end_ts:
         expired = n >= st.block_end_n + samples and ts >= st.block_end_ts + seconds
         st.peak_prev = 0.0 if expired else st.peak_cur
@@ -258,4 +260,4 @@ def refractory_score(
     peak = st.peak_prev if st.peak_prev > st.peak_cur else st.peak_cur
     if raw > st.peak_cur:
         st.peak_cur = raw
-    return raw if raw > peak and peak < 0.5 else 0.0
+    return counts(raw, peak)

@@ -435,10 +435,7 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
             raw = BELOW_HALF
         # Refractory: a detection counts only if it beats every score of the last period.
         n = ranges[0].n
-        if raw == 0.0 and (n < st.block_end_n or ts < st.block_end_ts):
-            score = 0.0  # the usual case: nothing to record, and the period is still running
-        else:
-            score = refractory_score(st, raw, n, ts, p.refractory_samples, p.refractory_seconds)
+        score = refractory_score(st, raw, n, ts, p.refractory_samples, p.refractory_seconds)
         st.score = score
         st.exceed = best
         if score >= 0.5 and not st.anomalous and best_f >= 0:
