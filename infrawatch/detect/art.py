@@ -347,8 +347,6 @@ class ArtDetector(PerSeriesDetector[_AState]):
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Add one sample to its step; at a step's end, present the shape to the ART."""
         key = (sample.name, sample.labels)
-        x = sample.value
-        ts = sample.ts
         try:
             st = self._series[key]
         except KeyError:
@@ -358,8 +356,16 @@ class ArtDetector(PerSeriesDetector[_AState]):
                 # the CPU cache.
                 params = self._shared_params.setdefault(params, params)
             st = self._series[key] = _AState(params) if params is not None else None
-        if st is None or x - x != 0.0:
+        if st is None:  # disabled
             return []
+        return self.step(st, sample)
+
+    def step(self, st: _AState, sample: Sample) -> list[Anomaly]:
+        """`observe` for a series already seen: `st` is its state (`handle`)."""
+        x = sample.value
+        if x - x != 0.0:
+            return []
+        ts = sample.ts
         # Most samples (180 of 181 at 10 s) only join the open step: this path is kept to a few
         # field updates. The sample count `n` and the learning period's raw range are brought
         # up to date when the step closes (`_step`), from the step's own count, min and max.
@@ -380,7 +386,7 @@ class ArtDetector(PerSeriesDetector[_AState]):
             # at a step's end.
             st.score = 0.0
             return []
-        return self._decide(key, sample, st, self._step(st))
+        return self._decide(sample, st, self._step(st))
 
     def _step(self, st: _AState) -> float:
         """Close the step; return the ART score of the step (0 unless a new cluster)."""
@@ -520,11 +526,12 @@ class ArtDetector(PerSeriesDetector[_AState]):
         st.rho_update = i
         st.mask_cat = True
 
-    def _decide(self, key: SeriesKey, sample: Sample, st: _AState, raw_art: float) -> list[Anomaly]:
+    def _decide(self, sample: Sample, st: _AState, raw_art: float) -> list[Anomaly]:
         """Calibrate, apply the (shared) refractory period, report firing/resolved."""
         p = st.p
         raw = art_score(raw_art, p.threshold)
         if self.shared is not None:
+            key = (sample.name, sample.labels)
             peak = self.shared.refractory_peak(key)
             score = counts(raw, peak)
             if raw > 0.0:

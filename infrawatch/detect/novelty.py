@@ -375,15 +375,21 @@ class NoveltyDetector(PerSeriesDetector[_NState]):
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample against the history, then add it; return firing/resolved changes."""
         key = (sample.name, sample.labels)
-        x = sample.value
-        ts = sample.ts
         try:
             st = self._series[key]
         except KeyError:
             params = novelty_params(self.config, key)
             st = self._series[key] = _NState(params) if params is not None else None
-        if st is None or x - x != 0.0:  # disabled, or NaN/±inf (it would poison the ranges)
+        if st is None:  # disabled
             return []
+        return self.step(st, sample)
+
+    def step(self, st: _NState, sample: Sample) -> list[Anomaly]:
+        """`observe` for a series already seen: `st` is its state (`handle`)."""
+        x = sample.value
+        if x - x != 0.0:  # NaN/±inf would poison the ranges
+            return []
+        ts = sample.ts
         p = st.p
         last = st.last_ts
         if ts > last:

@@ -15,7 +15,14 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 
-from infrawatch.detect.base import Scores, SeriesState, StateRow, StateRows
+from infrawatch.detect.base import (
+    UNTRACKED,
+    Scores,
+    SeriesState,
+    StateRow,
+    StateRows,
+    Untracked,
+)
 from infrawatch.detect.config import ThresholdRule
 from infrawatch.detect.match import matches
 from infrawatch.model import Anomaly, AnomalyStatus, Sample, SeriesKey, Severity
@@ -196,6 +203,18 @@ class ThresholdDetector:
             states = self._states(key)
         if not states:
             return []
+        return self.step(states, sample)
+
+    def handle(self, key: SeriesKey) -> list[_RuleState] | Untracked | None:
+        """The rule states of `key` that `step` takes (None: no rule matches; UNTRACKED: not
+        seen yet)."""
+        states = self._series.get(key)
+        if states is None:
+            return UNTRACKED
+        return states or None
+
+    def step(self, states: list[_RuleState], sample: Sample) -> list[Anomaly]:
+        """`observe` for a series already seen: `states` are its rules' states (`handle`)."""
         value = sample.value
         if value != value:  # NaN says nothing about a threshold
             return []

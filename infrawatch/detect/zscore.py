@@ -214,11 +214,6 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
 
     def observe(self, sample: Sample) -> list[Anomaly]:
         """Score one sample, update the baseline, return a firing/resolved change if any."""
-        # This runs for every sample of every series: fields are read once into locals, the
-        # exponential and the spread floor are cached on the state, and the usual sample (no
-        # change of interval or quantum, an old enough series) calls nothing but sqrt and the
-        # seasonal ring. Every float operation is the one the straightforward form would do, in
-        # the same order: scores are bit-identical (bench/nab.py, docs/benchmarks.md).
         x = sample.value
         if x - x != 0.0:  # NaN or ±inf: no z, and it must not seed or move the baseline
             return []
@@ -236,6 +231,19 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
             return []
         if st is None:  # disabled series
             return []
+        return self.step(st, sample)
+
+    def step(self, st: _ZState, sample: Sample) -> list[Anomaly]:
+        """`observe` for a series already seen: `st` is its state (`handle`)."""
+        # This runs for every sample of every series: fields are read once into locals, the
+        # exponential and the spread floor are cached on the state, and the usual sample (no
+        # change of interval or quantum, an old enough series) calls nothing but sqrt and the
+        # seasonal ring. Every float operation is the one the straightforward form would do, in
+        # the same order: scores are bit-identical (bench/nab.py, docs/benchmarks.md).
+        x = sample.value
+        if x - x != 0.0:  # NaN or ±inf
+            return []
+        ts = sample.ts
         p = st.p
         # A duplicate or out-of-order timestamp is weighed like a regular sample (the last
         # positive step): the step weight `a` always belongs to `interval`.
@@ -340,6 +348,7 @@ class ZScoreDetector(PerSeriesDetector[_ZState]):
         if score > 0.0 and self.shared is not None:
             # One episode, one alert: nothing counts once the shared period reached the firing
             # point, and what counts enters it (docs/detection.md § Range novelty).
+            key = (sample.name, sample.labels)
             score = counts(score, self.shared.refractory_peak(key))
             if score > 0.0:
                 self.shared.note_peak(key, score)

@@ -415,8 +415,8 @@ class Agent:
     def forget_series(self, key: SeriesKey) -> None:
         """A series stopped reporting (the series timer): it leaves the detectors, its firing
         alerts resolve (no detector will ever send their resolve now), its cached id goes."""
-        for detector in self.current_detectors():
-            detector.forget(key)
+        if self.pipeline is not None:
+            self.pipeline.forget(key)
         if self.alert_service is not None:
             self.alert_service.series_gone(key)
         self.store.forget_series(key)

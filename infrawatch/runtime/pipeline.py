@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from infrawatch.alerting import Alerter
 from infrawatch.detect.base import Detector
+from infrawatch.detect.feed import DetectorFeed
 from infrawatch.logging import at_doubling, describe, get_logger
-from infrawatch.model import Anomaly, Sample
+from infrawatch.model import Anomaly, Sample, SeriesKey
 from infrawatch.runtime.latest import LatestValues
 from infrawatch.runtime.producer import Batch
 from infrawatch.runtime.queue import BatchQueue
@@ -59,7 +60,7 @@ class Pipeline:
         self._queue = queue
         self._latest = latest
         self._store = store
-        self._detectors = list(detectors)
+        self._feed = DetectorFeed(detectors)
         self._alerter = alerter
         self._stats = stats
         self._max_batch_samples = max_batch_samples
@@ -80,11 +81,15 @@ class Pipeline:
     @property
     def detectors(self) -> Sequence[Detector]:
         """The detectors running now (read by /metrics and the alerter's restart probe)."""
-        return self._detectors
+        return self._feed.detectors
 
     def set_detectors(self, detectors: Sequence[Detector]) -> None:
         """Replace the detector set (config reload); takes effect with the next batch."""
-        self._detectors = list(detectors)
+        self._feed = DetectorFeed(detectors)
+
+    def forget(self, key: SeriesKey) -> None:
+        """Drop a series that stopped reporting from every detector."""
+        self._feed.forget(key)
 
     async def run(self) -> None:
         """Process batches until cancelled; a batch being processed is finished, not abandoned."""
@@ -171,16 +176,10 @@ class Pipeline:
             if self._latest is not None:
                 self._latest.update(batch.producer, kept)
         anomalies: list[Anomaly] = []
+        feed = self._feed
         for sample in samples:
-            for detector in self._detectors:
-                try:
-                    found = detector.observe(sample)
-                except Exception as exc:
-                    # A detector bug costs that detector's verdict, never the sample.
-                    self._detector_failed(detector.name, sample, exc)
-                    continue
-                if found:
-                    anomalies.extend(found)
+            # A detector bug costs that detector's verdict, never the sample.
+            feed.observe(sample, anomalies, self._detector_failed)
         self._buffer(_Pending(samples, anomalies, per_producer))
         await self._flush_pending()
         if anomalies:
@@ -222,12 +221,13 @@ class Pipeline:
                 )
         return kept
 
-    def _detector_failed(self, detector: str, sample: Sample, exc: Exception) -> None:
-        count = self._detector_errors[detector] = self._detector_errors[detector] + 1
+    def _detector_failed(self, detector: Detector, sample: Sample, exc: Exception) -> None:
+        name = detector.name
+        count = self._detector_errors[name] = self._detector_errors[name] + 1
         if at_doubling(count):  # a broken detector can't flood the log
             log.error(
                 "detect.failed",
-                detector=detector,
+                detector=name,
                 metric=sample.name,
                 error=describe(exc),
                 failures=count,
