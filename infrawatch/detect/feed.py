@@ -9,6 +9,7 @@ from infrawatch.detect.base import UNTRACKED, Detector, Stepping
 from infrawatch.model import Anomaly, Sample, SeriesKey
 
 Step = Callable[[Any, Sample], list[Anomaly]]
+Steps = tuple[Step, ...]
 OnError = Callable[[Detector, Sample, Exception], None]
 
 
@@ -23,7 +24,7 @@ class DetectorFeed:
     called for it at all.
     """
 
-    __slots__ = ("_index", "_steps", "detectors")
+    __slots__ = ("_index", "_shapes", "_steps", "detectors")
 
     def __init__(self, detectors: Sequence[Detector]) -> None:
         self.detectors = list(detectors)
@@ -31,7 +32,11 @@ class DetectorFeed:
         self._steps: list[Step] = [
             d.step if isinstance(d, Stepping) else _observer(d) for d in self.detectors
         ]
-        self._index: dict[SeriesKey, tuple[tuple[Detector, Step, Any], ...]] = {}
+        # Per series: the steps that evaluate it (one tuple shared by every series with the same
+        # detectors) and their handles, in that order. Two small objects per series: the
+        # entry is read for every sample, and at 10,000 series each object is a cache miss.
+        self._index: dict[SeriesKey, tuple[Steps, tuple[Any, ...]]] = {}
+        self._shapes: dict[Steps, Steps] = {}
 
     def observe(self, sample: Sample, out: list[Anomaly], on_error: OnError) -> None:
         """Feed `sample` to every detector, appending the state changes to `out`.
@@ -41,11 +46,12 @@ class DetectorFeed:
         if entry is None:
             self._first(sample, out, on_error)
             return
-        for detector, step, handle in entry:
+        steps, handles = entry
+        for step, handle in zip(steps, handles, strict=True):
             try:
                 found = step(handle, sample)
             except Exception as exc:
-                on_error(detector, sample, exc)
+                on_error(self.detectors[self._steps.index(step)], sample, exc)
                 continue
             if found:
                 out += found
@@ -61,17 +67,21 @@ class DetectorFeed:
             if found:
                 out += found
         key = (sample.name, sample.labels)
-        entry: list[tuple[Detector, Step, Any]] = []
+        steps: list[Step] = []
+        handles: list[Any] = []
         for detector, step in zip(self.detectors, self._steps, strict=True):
             if not isinstance(detector, Stepping):
-                entry.append((detector, step, None))  # it looks the series up itself
-                continue
-            handle = detector.handle(key)
-            if handle is UNTRACKED:
-                return  # no state yet (it raised, or the value was not finite): next time
-            if handle is not None:
-                entry.append((detector, step, handle))
-        self._index[key] = tuple(entry)
+                handle = None  # it looks the series up itself
+            else:
+                handle = detector.handle(key)
+                if handle is UNTRACKED:
+                    return  # no state yet (it raised, or the value was not finite): next time
+                if handle is None:
+                    continue
+            steps.append(step)
+            handles.append(handle)
+        shape = tuple(steps)
+        self._index[key] = (self._shapes.setdefault(shape, shape), tuple(handles))
 
     def forget(self, key: SeriesKey) -> None:
         """Drop a series that has gone away, here and in every detector."""
