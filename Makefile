@@ -16,12 +16,17 @@ QUIET = > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+# The install compiles the detectors' per-sample modules in place (setup.py, mypyc; pure Python
+# where no C compiler is at hand): an edit to one of them reinstalls, so nothing runs a stale
+# compiled copy.
+DETECT_SOURCES := $(wildcard infrawatch/detect/*.py)
+
+$(STAMP): pyproject.toml constraints.txt setup.py $(DETECT_SOURCES) | $(BIN)/python
 	@echo "installing infrawatch into $(VENV)"
 	@$(PIP_INSTALL) -e . $(QUIET)
 	@touch $@
 
-$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+$(DEV_STAMP): pyproject.toml constraints.txt setup.py $(DETECT_SOURCES) | $(BIN)/python
 	@echo "installing infrawatch and its dev dependencies into $(VENV)"
 	@$(PIP_INSTALL) -e '.[dev]' $(QUIET)
 	@touch $@ $(STAMP)
@@ -76,4 +81,5 @@ vendor-uplot:
 
 clean:
 	rm -rf $(VENV) .venv-glances build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -f *__mypyc.*.so infrawatch/detect/*.so
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

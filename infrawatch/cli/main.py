@@ -233,6 +233,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             shown = f"{shown} ({format_duration(value)})"
         print(f"{path:<{width}}  {shown}  [{origin}]")
     print("configuration is valid")
+    from infrawatch.detect import compiled
+
+    print("detectors: compiled (mypyc)" if compiled() else "detectors: pure Python (see setup.py)")
     from infrawatch.web.security import check_lines
 
     # How the HTTP server is exposed: beyond loopback, with or without auth and TLS.

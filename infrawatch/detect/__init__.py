@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infrawatch.detect import zscore
 from infrawatch.detect.art import ArtDetector
 from infrawatch.detect.base import Detector
 from infrawatch.detect.config import AnalysisConfig
@@ -27,4 +28,9 @@ def build_detectors(config: AnalysisConfig) -> list[Detector]:
     return detectors
 
 
-__all__ = ["Detector", "build_detectors"]
+def compiled() -> bool:
+    """Whether the detectors run compiled by mypyc (setup.py) rather than as pure Python."""
+    return not (zscore.__file__ or "").endswith(".py")
+
+
+__all__ = ["Detector", "build_detectors", "compiled"]

@@ -147,10 +147,10 @@ def _seed_threshold_firing(detectors: Sequence[Detector], firing: Iterable[Firin
     thresholds = [d for d in detectors if isinstance(d, ThresholdDetector)]
     seeded = 0
     for was in firing:
-        if was.detector != ThresholdDetector.name:
-            continue
         for detector in thresholds:
-            seeded += detector.seed_firing(was.key, was.rule, was.severity)
+            # The instance's name: compiled (mypyc) classes keep `name` per instance.
+            if was.detector == detector.name:
+                seeded += detector.seed_firing(was.key, was.rule, was.severity)
     return seeded
 
 

@@ -32,6 +32,7 @@ from infrawatch.collectors.host import HostProducer
 from infrawatch.collectors.scrape_config import ScrapeTarget
 from infrawatch.config import Settings
 from infrawatch.detect import build_detectors
+from infrawatch.detect import compiled as detectors_compiled
 from infrawatch.detect.base import Detector
 from infrawatch.detect.restore import restore_detectors
 from infrawatch.logging import describe, get_logger
@@ -231,6 +232,7 @@ class Agent:
             producers=[p.name for p in self.producers],
             database=str(self.settings.storage.path),
             once=self.once,
+            detectors_compiled=detectors_compiled(),
         )
 
     async def main_loop(self) -> None:
