@@ -124,6 +124,11 @@ def test_image_install_command_and_entrypoint_work_in_a_fresh_venv(tmp_path: Pat
         [*entry, "--once"], cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=60
     )
     assert once.returncode == 0, once.stderr
-    events = [json.loads(line)["event"] for line in once.stdout.splitlines()]
+    logged = [json.loads(line) for line in once.stdout.splitlines()]
+    events = [e["event"] for e in logged]
     assert "agent.stopped" in events
+    # The build stage has a C compiler (as this machine has, if gcc is here): setup.py compiled
+    # the detectors.
+    started = next(e for e in logged if e["event"] == "agent.started")
+    assert started["detectors_compiled"] is (shutil.which("gcc") is not None)
     assert (tmp_path / "volume" / "infrawatch.db").is_file()
