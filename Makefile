@@ -22,12 +22,12 @@ $(BIN)/python:
 DETECT_SOURCES := $(wildcard infrawatch/detect/*.py)
 
 $(STAMP): pyproject.toml constraints.txt setup.py $(DETECT_SOURCES) | $(BIN)/python
-	@echo "installing infrawatch into $(VENV)"
+	@echo "installing infrawatch into $(VENV) (compiling the detectors takes about a minute)"
 	@$(PIP_INSTALL) -e . $(QUIET)
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml constraints.txt setup.py $(DETECT_SOURCES) | $(BIN)/python
-	@echo "installing infrawatch and its dev dependencies into $(VENV)"
+	@echo "installing infrawatch and its dev dependencies into $(VENV) (compiling the detectors: ~1 min)"
 	@$(PIP_INSTALL) -e '.[dev]' $(QUIET)
 	@touch $@ $(STAMP)
 
