@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import random
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,3 +96,31 @@ def test_compiled_detectors_decide_exactly_as_the_source(pure: dict[str, ModuleT
     assert got == expected  # floats compared exactly: evidence, scores, summaries
     for c, p in zip(compiled_set, source_set, strict=True):
         assert state_rows_of(c) == state_rows_of(p), c.name
+
+
+@pytest.mark.timeout(180)
+def test_an_install_that_cannot_compile_is_pure_python_and_works(tmp_path: Path) -> None:
+    # What a machine without a C compiler gets (INFRAWATCH_PURE stands in for the missing gcc):
+    # an install, not an error, that says what it is.
+    root = DETECT.parent.parent
+    target = tmp_path / "site"
+    env = {**os.environ, "INFRAWATCH_PURE": "1"}
+    env.pop("PYTHONPATH", None)
+    install = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    install += ["--no-deps", "--target", str(target), str(root)]
+    done = subprocess.run(install, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(target.rglob("*.so")), "nothing compiled"
+    assert (target / "infrawatch" / "detect" / "zscore.py").is_file()
+    # The installed copy, ahead of this checkout on the path, runs and says it is pure Python.
+    env["PYTHONPATH"] = str(target)
+    check = subprocess.run(
+        [sys.executable, "-m", "infrawatch", "check"],
+        env={k: v for k, v in env.items() if not k.startswith("INFRAWATCH_")},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "detectors: pure Python" in check.stdout
