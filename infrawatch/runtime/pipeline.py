@@ -176,10 +176,10 @@ class Pipeline:
             if self._latest is not None:
                 self._latest.update(batch.producer, kept)
         anomalies: list[Anomaly] = []
-        feed = self._feed
+        feed, failed = self._feed, self._detector_failed
         for sample in samples:
             # A detector bug costs that detector's verdict, never the sample.
-            feed.observe(sample, anomalies, self._detector_failed)
+            feed.observe(sample, anomalies, failed)
         self._buffer(_Pending(samples, anomalies, per_producer))
         await self._flush_pending()
         if anomalies:
