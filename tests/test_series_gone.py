@@ -47,12 +47,16 @@ async def test_alert_of_an_exited_process_resolves(tmp_path: Path) -> None:
         },
     )  # fmt: skip
     try:
-        async with running_agent(config, [ScriptedProducer(interval=0.05, make=make)]):
+        async with running_agent(config, [ScriptedProducer(interval=0.05, make=make)]) as agent:
             await hook.wait_until(
                 lambda r: any(
                     a["status"] == "resolved" for x in r.accepted() for a in x.json["alerts"]
                 )
             )
+            # The detectors forgot the series before its alert was resolved (forget_series).
+            key = ("process.cpu.utilization", make_labels({"pid": "42", "name": "java"}))
+            threshold = next(d for d in agent.current_detectors() if d.name == "threshold")
+            assert threshold.state_of(key, "proc_cpu") is None
     finally:
         await hook.stop()
     alerts = [a for x in hook.accepted() for a in x.json["alerts"]]
