@@ -1,6 +1,7 @@
 """Fresh-install alert storm: a first day from empty state, on data with no anomaly.
 
 Usage: python bench/storm.py [--nab DIR] [--series 48] [--interval 10] [--seed 1] [--days 1]
+       [--db PATH]
 
 Replays, through detectors built from a fresh `AnalysisConfig` (no restored state), the first day
 (or `--days` days of the quiet host) of
@@ -10,6 +11,8 @@ Replays, through detectors built from a fresh `AnalysisConfig` (no restored stat
     memory, filesystem, disk and network I/O, load, process count and scrape latency, each with
     a daily rhythm, noise and (for the counters) bursts, sampled every `--interval` seconds,
     starting at a random time of day;
+  - with `--db`, a recorded host: the first day (or `--days` days) of every series in an agent's
+    database (`make run` on a quiet machine records one at ~/.local/state/infrawatch/);
 and counts the firing changes (what would page someone) per 100 series per day, for:
   - before: the first version's default set (threshold + zscore + novelty, no confidence by
     history, novelty scoring from `min_history` samples on);
@@ -23,6 +26,7 @@ import argparse
 import csv
 import math
 import random
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -35,6 +39,7 @@ from bench import nab_score
 from infrawatch.detect import build_detectors
 from infrawatch.detect.config import AnalysisConfig
 from infrawatch.model import Sample
+from infrawatch.storage.store import labels_from_json
 
 DAY = 86400.0
 Series = tuple[str, tuple[tuple[str, str], ...], list[tuple[float, float]]]
@@ -132,6 +137,23 @@ def _walk(
         yield ts, v
 
 
+def recorded(path: Path, days: float) -> list[Series]:
+    """The first `days` days of every series in an agent's database (read-only)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        first = db.execute("SELECT min(ts) FROM samples").fetchone()[0]
+        if first is None:
+            return []
+        rows: dict[int, list[tuple[float, float]]] = {}
+        query = "SELECT series_id, ts, value FROM samples WHERE ts < ? ORDER BY series_id, ts"
+        for series_id, ts, value in db.execute(query, (first + days * DAY,)):
+            rows.setdefault(series_id, []).append((ts, value))
+        names = {i: (n, labels_from_json(t)) for i, n, t in db.execute("SELECT * FROM series")}
+    finally:
+        db.close()
+    return [(*names[i], r) for i, r in rows.items()]
+
+
 def replay(config: AnalysisConfig, series: Sequence[Series]) -> tuple[Counter[str], float]:
     """Feed every series (interleaved in time) through fresh detectors; firing counts per
     detector and the days covered per series (mean)."""
@@ -157,12 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=float, default=1.0, help="days of the quiet host")
+    parser.add_argument("--db", type=Path, help="an agent's database: a recorded host")
     args = parser.parse_args(argv)
     sources = {
         "NAB artificialNoAnomaly (first day)": nab_series(args.nab),
         f"quiet host ({args.series} series, {args.interval:g} s, seed {args.seed}, "
         f"{args.days:g} d)": quiet_host(args.series, args.interval, args.seed, args.days),
     }
+    if args.db is not None:
+        sources[f"recorded host ({args.db.name}, first {args.days:g} d)"] = recorded(
+            args.db, args.days
+        )
     for source, series in sources.items():
         if not series:
             print(f"{source}: no data")
