@@ -5,8 +5,28 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
-from infrawatch.detect.base import Detector
-from infrawatch.model import Anomaly, Labels, Sample
+from infrawatch.detect.base import Detector, SeriesState
+from infrawatch.model import Anomaly, Labels, Sample, SeriesKey
+
+
+class StatelessDetector:
+    """The `Detector` methods of a test detector that reports no state: subclasses add
+    `name` and `observe` (and whatever else they test)."""
+
+    def states(self) -> dict[SeriesKey, SeriesState]:
+        return {}
+
+    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
+        return None
+
+    def forget(self, key: SeriesKey) -> None:
+        return None
+
+    def score(self, key: SeriesKey) -> float:
+        return 0.0
+
+    def history_seconds(self) -> float:
+        return 0.0
 
 
 def feed(

@@ -15,14 +15,14 @@ import pytest
 from infrawatch.alerting import LogAlerter
 from infrawatch.collectors.rates import RateTracker
 from infrawatch.collectors.worker import DaemonWorker
-from infrawatch.detect.base import SeriesState
-from infrawatch.model import Anomaly, Sample, SeriesKey, make_labels
+from infrawatch.model import Anomaly, Sample, make_labels
 from infrawatch.runtime.pipeline import Pipeline
 from infrawatch.runtime.producer import BaseProducer, Batch
 from infrawatch.runtime.queue import BatchQueue
 from infrawatch.runtime.schedule import backoff_ticks, run_producer
 from infrawatch.runtime.stats import AgentStats
 from infrawatch.storage.store import SCHEMA_VERSION, Store, StoreError
+from tests.support_detect import StatelessDetector
 
 
 def test_rate_first_reading_and_reset_give_none() -> None:
@@ -146,7 +146,7 @@ async def test_store_rejects_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     assert path.read_bytes() == b"this is not a database" * 100
 
 
-class _BrokenDetector:
+class _BrokenDetector(StatelessDetector):
     """A detector with a bug: raises on one metric (a NaN it didn't expect, say)."""
 
     name = "broken"
@@ -155,21 +155,6 @@ class _BrokenDetector:
         if sample.name == "bad":
             raise ZeroDivisionError("float division by zero")
         return []
-
-    def states(self) -> dict[SeriesKey, SeriesState]:
-        return {}
-
-    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
-        return None
-
-    def forget(self, key: SeriesKey) -> None:
-        return None
-
-    def score(self, key: SeriesKey) -> float:
-        return 0.0
-
-    def history_seconds(self) -> float:
-        return 0.0
 
 
 async def test_a_raising_detector_does_not_lose_samples(tmp_path: Path) -> None:

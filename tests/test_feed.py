@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from infrawatch.detect import build_detectors
-from infrawatch.detect.base import UNTRACKED, Detector, SeriesState, Stepping, state_rows_of
+from infrawatch.detect.base import UNTRACKED, Detector, Stepping, state_rows_of
 from infrawatch.detect.config import AnalysisConfig
 from infrawatch.detect.feed import DetectorFeed
 from infrawatch.model import Anomaly, Sample, SeriesKey
+from tests.support_detect import StatelessDetector
 
 MEMORY = ("system.memory.utilization", (("host", "a"),))
 LATENCY = ("app.latency", (("host", "a"), ("route", "/")))
@@ -56,7 +57,7 @@ def test_the_feed_reports_what_each_detector_reports_alone() -> None:
     assert feed.series() == 2
 
 
-class _Counting:
+class _Counting(StatelessDetector):
     """A Stepping detector that evaluates only series named "watched" and can be made to fail."""
 
     name = "counting"
@@ -78,23 +79,11 @@ class _Counting:
         handle.append(sample.value)
         return []
 
-    def states(self) -> dict[SeriesKey, SeriesState]:
-        return {}
-
-    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
-        return None
-
     def forget(self, key: SeriesKey) -> None:
         self.series.pop(key, None)
 
-    def score(self, key: SeriesKey) -> float:
-        return 0.0
 
-    def history_seconds(self) -> float:
-        return 0.0
-
-
-class _Plain:
+class _Plain(StatelessDetector):
     """A detector with `observe` only (no handle/step): it is asked for every sample."""
 
     name = "plain"
@@ -105,21 +94,6 @@ class _Plain:
     def observe(self, sample: Sample) -> list[Anomaly]:
         self.seen.append(sample.value)
         return []
-
-    def states(self) -> dict[SeriesKey, SeriesState]:
-        return {}
-
-    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
-        return None
-
-    def forget(self, key: SeriesKey) -> None:
-        return None
-
-    def score(self, key: SeriesKey) -> float:
-        return 0.0
-
-    def history_seconds(self) -> float:
-        return 0.0
 
 
 def test_a_failing_detector_costs_only_its_own_verdict() -> None:
