@@ -12,8 +12,8 @@ Builds the default detectors, feeds them as the pipeline does (`DetectorFeed`: o
 per sample) one sample per series per round (10 s apart; 10 % of the series are host
 utilizations the default threshold rules match), and prints steady-state samples/s on one core
 (the mean over the timed rounds), the median round and the best one (the first round, which
-creates the per-series state, is timed apart), and the bytes of detector state per series (tracemalloc, after a day of samples so
-seasonal rings are allocated and warm).
+creates the per-series state, is timed apart), and the bytes of detector state per series
+(tracemalloc, after a day of samples so seasonal rings are allocated and warm).
 """
 
 from __future__ import annotations
