@@ -68,16 +68,16 @@ bench: $(DEV_STAMP) test-deps .venv-glances/bin/glances
 	$(BIN)/python bench/overhead.py --glances .venv-glances/bin/glances
 
 # uPlot is vendored into the package (the page has no build step and no CDN). This refreshes it
-# from the npm registry: `make vendor-uplot UPLOT_VERSION=1.6.33` (default: the vendored version).
+# from the npm registry: `make vendor-uplot UPLOT_VERSION=1.6.33` (default: the vendored version);
+# scripts/vendor_uplot.py checks the pinned version and digest and applies the lazy-Intl patch.
 UPLOT_DIR := infrawatch/web/static/vendor
 UPLOT_VERSION ?= $(shell cat $(UPLOT_DIR)/VERSION)
 vendor-uplot:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	(cd "$$tmp" && npm pack --silent "uplot@$(UPLOT_VERSION)" > /dev/null && tar -xzf uplot-*.tgz) && \
-	cp "$$tmp/package/dist/uPlot.esm.js" "$$tmp/package/dist/uPlot.min.css" \
-		"$$tmp/package/LICENSE" $(UPLOT_DIR)/ && \
-	node -p 'require(process.argv[1]).version' "$$tmp/package/package.json" > $(UPLOT_DIR)/VERSION && \
-	echo "vendored uPlot $$(cat $(UPLOT_DIR)/VERSION) into $(UPLOT_DIR)"
+	$(PYTHON) scripts/vendor_uplot.py "$$tmp/package/dist/uPlot.esm.js" --version \
+		"$$(node -p 'require(process.argv[1]).version' "$$tmp/package/package.json")" && \
+	cp "$$tmp/package/dist/uPlot.min.css" "$$tmp/package/LICENSE" $(UPLOT_DIR)/
 
 clean:
 	rm -rf $(VENV) .venv-glances build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -29,7 +29,9 @@ from aiohttp import web
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from infrawatch.web.security import CONTENT_SECURITY_POLICY
+from infrawatch.web.static_files import STATIC_DIR as STATIC
 from infrawatch.web.static_files import servable, static_routes
+from scripts import vendor_uplot
 from tests.support_page import HOUR, FakeApi, PageServer, demo_api, page_app, serve_page
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,6 +51,38 @@ document.addEventListener("securitypolicyviolation", (e) => {
 });
 """
 
+# Runs before the page's own scripts: records every use of Intl and of the locale-aware methods
+# that load ICU's data (the first one in a tab costs 40-120 ms of main-thread time).
+INTL_RECORDER = """
+window.__intl = [];
+for (const name of Object.getOwnPropertyNames(Intl)) {
+  const Real = Intl[name];
+  if (typeof Real !== "function") continue;
+  Intl[name] = new Proxy(Real, {
+    construct(target, args, newTarget) {
+      window.__intl.push(`new Intl.${name}`);
+      return Reflect.construct(target, args, newTarget);
+    },
+    apply(target, self, args) {
+      window.__intl.push(`Intl.${name}()`);
+      return Reflect.apply(target, self, args);
+    },
+  });
+}
+for (const [owner, proto, method] of [
+  ["Number", Number.prototype, "toLocaleString"],
+  ["Date", Date.prototype, "toLocaleString"],
+  ["Date", Date.prototype, "toLocaleDateString"],
+  ["Date", Date.prototype, "toLocaleTimeString"],
+  ["String", String.prototype, "localeCompare"],
+]) {
+  const real = proto[method];
+  proto[method] = function (...args) {
+    window.__intl.push(`${owner}.${method}`);
+    return real.apply(this, args);
+  };
+}
+"""
 
 # What a browser does when the tab goes to the background (or comes back).
 SET_VISIBILITY = """(state) => {
@@ -301,6 +335,37 @@ def test_csp_holds_and_is_enforced(page: tuple[Page, Watch], api: FakeApi) -> No
     tab.evaluate("() => document.body.setAttribute('style', 'color: red')")
     tab.wait_for_function("() => window.__csp.length > 0")
     assert csp_violations(tab)[0].startswith("style-src")
+
+
+def test_the_page_never_loads_intl(page: tuple[Page, Watch]) -> None:
+    """Overview, series list, a chart with its live legend and tooltip: no Intl anywhere, so
+    no tab pays for ICU's locale data (uPlot's import-time Intl objects are patched lazy)."""
+    tab, watch = page
+    tab.add_init_script(INTL_RECORDER)
+    tab.goto("/")
+    expect(tab.locator(".alert")).to_have_count(1)
+    tab.get_by_role("link", name="Series", exact=True).click()
+    expect(tab.locator("table.series-table tbody tr")).to_have_count(6)
+    tab.goto("/#/chart?metric=system.memory.utilization&range=1h")
+    wait_for_chart(tab)
+    tab.locator(".marker").hover()
+    expect(tab.locator(".tip")).to_be_visible()
+    plot = tab.locator(".u-over").bounding_box()
+    assert plot is not None
+    tab.mouse.move(plot["x"] + plot["width"] / 2, plot["y"] + plot["height"] / 2)
+    expect(tab.locator(".u-legend .u-value").first).not_to_have_text("")
+
+    assert tab.evaluate("() => typeof Intl.NumberFormat === 'function'")  # the recorder is in
+    assert tab.evaluate("() => window.__intl") == []
+    watch.assert_clean()
+
+
+def test_vendored_uplot_is_upstream_plus_the_lazy_intl_patch() -> None:
+    vendored = (STATIC / "vendor" / "uPlot.esm.js").read_text(encoding="utf-8")
+    assert vendor_uplot.sha256(vendor_uplot.revert(vendored)) == vendor_uplot.UPSTREAM_SHA256
+    assert vendor_uplot.apply(vendor_uplot.revert(vendored)) == vendored
+    version = (STATIC / "vendor" / "VERSION").read_text(encoding="utf-8").strip()
+    assert version == vendor_uplot.UPSTREAM_VERSION
 
 
 def test_injected_anomaly_shows_a_marker_at_its_time_with_the_evidence(

@@ -43,8 +43,8 @@ export function duration(seconds) {
 const pad = (n) => String(n).padStart(2, "0");
 
 /**
- * An epoch-seconds time in the viewer's zone as "2026-01-02 15:04:05". Built by hand: the first
- * Intl.DateTimeFormat loads time-zone data, which costs more than drawing the first chart.
+ * An epoch-seconds time in the viewer's zone as "2026-01-02 15:04:05". Built by hand: a tab's
+ * first Intl object loads ICU's locale data, which costs more than drawing the first chart.
  */
 export function time(epochSeconds) {
   if (epochSeconds == null || !Number.isFinite(epochSeconds)) return "–";

@@ -439,8 +439,9 @@ function _rangeNum(_min, _max, cfg) {
 }
 
 // alternative: https://stackoverflow.com/a/2254896
-const numFormatter = new Intl.NumberFormat(domEnv ? nav.language : 'en-US');
-const fmtNum = val => numFormatter.format(val);
+// infrawatch: created on first use, not at import (scripts/vendor_uplot.py).
+let numFormatter = null;
+const fmtNum = val => (numFormatter ??= new Intl.NumberFormat(domEnv ? nav.language : 'en-US')).format(val);
 
 const M = Math;
 
@@ -957,7 +958,8 @@ function fmtDate(tpl, names) {
 	}
 }
 
-const localTz = new Intl.DateTimeFormat().resolvedOptions().timeZone;
+// infrawatch: resolved on first use, not at import (scripts/vendor_uplot.py).
+let localTz = null;
 
 // https://stackoverflow.com/questions/15141762/how-to-initialize-a-javascript-date-to-a-particular-time-zone/53652131#53652131
 function tzDate(date, tz) {
@@ -966,7 +968,7 @@ function tzDate(date, tz) {
 	// perf optimization
 	if (tz == 'UTC' || tz == 'Etc/UTC')
 		date2 = new Date(+date + date.getTimezoneOffset() * 6e4);
-	else if (tz == localTz)
+	else if (tz == (localTz ??= new Intl.DateTimeFormat().resolvedOptions().timeZone))
 		date2 = date;
 	else {
 		date2 = new Date(date.toLocaleString('en-US', {timeZone: tz}));
