@@ -23,8 +23,8 @@ class QueueDepthView(Protocol):
         ...
 
 
-class AlertEntry(Protocol):
-    """One alert the alerting engine holds (its `AlertRecord` has these fields)."""
+class ActiveAlert(Protocol):
+    """One alert the alerting engine holds, as /metrics reads it (`AlertRecord` has these)."""
 
     @property
     def fingerprint(self) -> str:
@@ -34,11 +34,6 @@ class AlertEntry(Protocol):
     @property
     def labels(self) -> Mapping[str, str]:
         """`alertname`, `metric`, `severity` and the series' labels."""
-        ...
-
-    @property
-    def annotations(self) -> Mapping[str, str]:
-        """`summary` (the evidence in words), value, detector, score, `evidence_*`."""
         ...
 
     @property
@@ -54,6 +49,15 @@ class AlertEntry(Protocol):
     @property
     def starts_at(self) -> float:
         """Epoch seconds it started firing."""
+        ...
+
+
+class AlertEntry(ActiveAlert, Protocol):
+    """The same alert as /api/v1 reads it: also its evidence, its end and its notifications."""
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        """`summary` (the evidence in words), value, detector, score, `evidence_*`."""
         ...
 
     @property

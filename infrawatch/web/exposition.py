@@ -32,7 +32,8 @@ from infrawatch.names import metric_name as metric_name
 from infrawatch.names import prom_labels
 from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats, Histogram
-from infrawatch.web.view import ActiveAlert, AgentView
+from infrawatch.web.api_source import ActiveAlert
+from infrawatch.web.view import AgentView
 
 log = get_logger("infrawatch.web.exposition")
 

@@ -15,7 +15,7 @@ from infrawatch.detect.base import Detector
 from infrawatch.model import SeriesKey
 from infrawatch.runtime.latest import Latest
 from infrawatch.runtime.stats import AgentStats
-from infrawatch.web.api_source import ApiSource
+from infrawatch.web.api_source import ActiveAlert, ApiSource
 
 
 class QueueDepth(NamedTuple):
@@ -23,35 +23,6 @@ class QueueDepth(NamedTuple):
 
     batches: int
     samples: int
-
-
-class ActiveAlert(Protocol):
-    """One active alert as readers see it (the alerting engine's record has these fields)."""
-
-    @property
-    def fingerprint(self) -> str:
-        """Stable hash of the alert's labels."""
-        ...
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The alert's labels, `alertname` among them."""
-        ...
-
-    @property
-    def state(self) -> str:
-        """`firing` (the only state an active alert has today)."""
-        ...
-
-    @property
-    def severity(self) -> str:
-        """The rule's severity (`warning`, `critical`)."""
-        ...
-
-    @property
-    def starts_at(self) -> float:
-        """When the alert started firing, epoch seconds."""
-        ...
 
 
 class AgentView(Protocol):
