@@ -167,8 +167,12 @@ def replay(config: AnalysisConfig, series: Sequence[Series]) -> tuple[Counter[st
             for change in d.observe(sample):
                 if change.status == "firing":
                     fired[d.name] += 1
-    days = sum((rows[-1][0] - rows[0][0]) / DAY for _, _, rows in series if rows) / len(series)
-    return fired, days
+    return fired, covered_days(series)
+
+
+def covered_days(series: Sequence[Series]) -> float:
+    """Days from each series' first sample to its last, averaged over the series."""
+    return sum((rows[-1][0] - rows[0][0]) / DAY for _, _, rows in series if rows) / len(series)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not series:
             print(f"{source}: no data")
             continue
+        # The base of the rates: a short recording makes one alert a large rate.
+        print(f"{source}: {len(series)} series, {24 * covered_days(series):.1f} h each on average")
         for label, config in variants().items():
             fired, days = replay(config, series)
             total = sum(fired.values())
