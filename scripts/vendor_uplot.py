@@ -2,19 +2,20 @@
 
 The patch makes uPlot's two module-level Intl objects lazy. Upstream builds an
 `Intl.NumberFormat` and an `Intl.DateTimeFormat` as it is imported; the first Intl object of a
-browser tab loads ICU's locale data, 40-120 ms of main-thread time on the first chart (see
+browser tab loads ICU's locale data, 30-120 ms of main-thread time on the first chart (see
 docs/benchmarks.md § Status page). The page formats every number and time itself, so with the
 patch uPlot never creates either. Behaviour is otherwise upstream's: `fmtNum` and `tzDate`
 create the same objects on first use.
 
 `make vendor-uplot [UPLOT_VERSION=x.y.z]` fetches the package with npm (which verifies the
-tarball), copies its CSS and licence, and runs
+tarball) and runs
 
     python3 scripts/vendor_uplot.py package/dist/uPlot.esm.js --version x.y.z
 
 which checks the file against the pinned version and digest below, applies PATCH (each piece
-must match exactly once) and writes `vendor/uPlot.esm.js` and `vendor/VERSION`. Another version
-is refused with its digest: an upgrade pins it here, in a reviewed change, and re-fits PATCH.
+must match exactly once) and writes `vendor/uPlot.esm.js` and `vendor/VERSION`; then make copies
+the package's CSS and licence. Another version is refused with its digest, before anything is
+written: an upgrade pins it here, in a reviewed change, and re-fits PATCH.
 tests/test_page.py checks that the vendored file is the pinned upstream plus PATCH.
 """
 
