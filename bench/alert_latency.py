@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -27,16 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from infrawatch.alerting.config import AlertingConfig
 from infrawatch.alerting.service import AlertService
-from infrawatch.detect.base import SeriesState
-from infrawatch.model import Anomaly, Sample, SeriesKey, make_labels
+from infrawatch.model import Anomaly, Sample, make_labels
 from infrawatch.runtime.pipeline import Pipeline
 from infrawatch.runtime.producer import Batch
 from infrawatch.runtime.queue import BatchQueue
 from infrawatch.runtime.stats import AgentStats
 from infrawatch.storage.store import Store
+from tests.support_detect import StatelessDetector
 
 
-class SpikeDetector:
+class SpikeDetector(StatelessDetector):
     """Fires on samples named bench.spike (a stand-in for a threshold rule)."""
 
     name = "bench"
@@ -49,21 +48,6 @@ class SpikeDetector:
             Anomaly(sample.name, sample.labels, sample.ts, sample.value, "bench", f"spike{rule}",
                     "critical", "firing")
         ]  # fmt: skip
-
-    def states(self) -> Mapping[SeriesKey, SeriesState]:
-        return {}
-
-    def state_of(self, key: SeriesKey, rule: str) -> SeriesState | None:
-        return None
-
-    def forget(self, key: SeriesKey) -> None:
-        return None
-
-    def score(self, key: SeriesKey) -> float:
-        return 0.0
-
-    def history_seconds(self) -> float:
-        return 0.0
 
 
 async def main(anomalies: int, rate: int) -> None:
