@@ -154,9 +154,9 @@ def recorded(path: Path, days: float) -> list[Series]:
     return [(*names[i], r) for i, r in rows.items()]
 
 
-def replay(config: AnalysisConfig, series: Sequence[Series]) -> tuple[Counter[str], float]:
+def replay(config: AnalysisConfig, series: Sequence[Series]) -> Counter[str]:
     """Feed every series (interleaved in time) through fresh detectors; firing counts per
-    detector and the days covered per series (mean)."""
+    detector."""
     detectors = build_detectors(config)
     samples = [(ts, name, labels, value) for name, labels, rows in series for ts, value in rows]
     samples.sort(key=lambda s: s[0])
@@ -167,7 +167,7 @@ def replay(config: AnalysisConfig, series: Sequence[Series]) -> tuple[Counter[st
             for change in d.observe(sample):
                 if change.status == "firing":
                     fired[d.name] += 1
-    return fired, covered_days(series)
+    return fired
 
 
 def covered_days(series: Sequence[Series]) -> float:
@@ -199,9 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{source}: no data")
             continue
         # The base of the rates: a short recording makes one alert a large rate.
-        print(f"{source}: {len(series)} series, {24 * covered_days(series):.1f} h each on average")
+        days = covered_days(series)
+        print(f"{source}: {len(series)} series, {24 * days:.1f} h each on average")
         for label, config in variants().items():
-            fired, days = replay(config, series)
+            fired = replay(config, series)
             total = sum(fired.values())
             rate = 100.0 * total / len(series) / max(days, 1e-9)
             detail = ", ".join(f"{k} {v}" for k, v in sorted(fired.items())) or "none"
